@@ -1,1 +1,3 @@
-//! TODO: see ARCHITECTURE.md.
+//! Training: the loop, optimisers, schedules, checkpoints and metrics.
+
+pub mod seed;
