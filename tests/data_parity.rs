@@ -1,0 +1,155 @@
+//! Parity with torchvision's functional ops, from float64 reference outputs written by
+//! `scripts/fixtures_data.py` (torch 2.11.0, torchvision 0.26.0).
+#![cfg(feature = "torch")]
+
+use fa::data::{ops, CropBox};
+use fa::ir::Interpolation;
+use safetensors::SafeTensors;
+use tch::{Kind, Tensor};
+
+/// Float32 against float64 references: a few float32 roundings.
+const TOLERANCE: f64 = 2e-6;
+/// torchvision's greyscale uses 0.2989 for red where ITU-R 601 (and we) use 0.299: outputs
+/// that depend on luma differ by at most 0.0001 · red, and by less after blending.
+const LUMA_TOLERANCE: f64 = 1.5e-4;
+
+struct Fixture {
+    bytes: Vec<u8>,
+}
+
+impl Fixture {
+    fn open() -> Fixture {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/data/torchvision.safetensors"
+        );
+        Fixture {
+            bytes: std::fs::read(path).expect("fixture written by scripts/fixtures_data.py"),
+        }
+    }
+
+    fn get(&self, name: &str) -> Tensor {
+        let tensors = SafeTensors::deserialize(&self.bytes).unwrap();
+        let view = tensors
+            .tensor(name)
+            .unwrap_or_else(|_| panic!("fixture has no `{name}`"));
+        let values: Vec<f64> = view
+            .data()
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+        Tensor::from_slice(&values).view(shape.as_slice())
+    }
+
+    fn input(&self) -> Tensor {
+        self.get("input").to_kind(Kind::Float)
+    }
+}
+
+fn assert_close(name: &str, got: &Tensor, expected: &Tensor, tolerance: f64) {
+    assert_eq!(got.size(), expected.size(), "{name}: shape");
+    let difference = (got.to_kind(Kind::Double) - expected)
+        .abs()
+        .max()
+        .double_value(&[]);
+    println!("{name}: largest difference {difference:.2e}");
+    assert!(
+        difference <= tolerance,
+        "{name}: largest difference {difference} exceeds {tolerance}"
+    );
+}
+
+#[test]
+fn colour_ops_match_torchvision() {
+    let fixture = Fixture::open();
+    let x = fixture.input();
+    assert_close(
+        "brightness",
+        &ops::adjust_brightness(&x, &[1.3, 0.7]),
+        &fixture.get("brightness"),
+        TOLERANCE,
+    );
+    assert_close(
+        "contrast",
+        &ops::adjust_contrast(&x, &[0.6, 1.4]),
+        &fixture.get("contrast"),
+        LUMA_TOLERANCE,
+    );
+    assert_close(
+        "saturation",
+        &ops::adjust_saturation(&x, &[1.7, 0.3]),
+        &fixture.get("saturation"),
+        LUMA_TOLERANCE,
+    );
+    assert_close(
+        "hue",
+        &ops::adjust_hue(&x, &[0.23, -0.4]),
+        &fixture.get("hue"),
+        TOLERANCE,
+    );
+    assert_close(
+        "grayscale",
+        &ops::grayscale(&x),
+        &fixture.get("grayscale"),
+        LUMA_TOLERANCE,
+    );
+    assert_close(
+        "solarize",
+        &ops::solarize(&x, 0.5),
+        &fixture.get("solarize"),
+        TOLERANCE,
+    );
+}
+
+#[test]
+fn blur_matches_torchvision_with_a_fixed_sigma() {
+    let fixture = Fixture::open();
+    let x = fixture.input();
+    assert_close(
+        "blur 5",
+        &ops::gaussian_blur(&x, 5, &[1.1, 1.1]),
+        &fixture.get("blur_5"),
+        TOLERANCE,
+    );
+    assert_close(
+        "blur 3",
+        &ops::gaussian_blur(&x, 3, &[0.6, 0.6]),
+        &fixture.get("blur_3"),
+        TOLERANCE,
+    );
+}
+
+#[test]
+fn resized_crop_matches_torchvision_antialiased_resize() {
+    let fixture = Fixture::open();
+    let x = fixture.input();
+    for name in ["up", "up_small", "down", "mixed"] {
+        let parameters: Vec<f64> =
+            Vec::<f64>::try_from(&fixture.get(&format!("crop_{name}_box"))).unwrap();
+        let p: Vec<usize> = parameters.iter().map(|&v| v as usize).collect();
+        let (crop, size) = (
+            CropBox {
+                top: p[0],
+                left: p[1],
+                height: p[2],
+                width: p[3],
+            },
+            p[4],
+        );
+        for (interpolation, label) in [
+            (Interpolation::Bilinear, "bilinear"),
+            (Interpolation::Bicubic, "bicubic"),
+        ] {
+            let expected = fixture.get(&format!("crop_{name}_{label}"));
+            let got = ops::resized_crop(&x, &[crop, crop], size, interpolation);
+            // torchvision does not clamp float output; bicubic overshoots [0, 1] near edges.
+            assert_close(
+                &format!("crop {name} {label}"),
+                &got,
+                &expected.clamp(0.0, 1.0),
+                TOLERANCE,
+            );
+        }
+    }
+}
