@@ -97,6 +97,15 @@ pub fn build(
         used_names: BTreeSet::new(),
     };
 
+    // Values of the main file are built in statement order first, so a value computed twice
+    // (after `fa none` is elided) keeps the name written first, and values no loss uses are
+    // still built for validation to report as dangling.
+    for name in &program.binding_order {
+        let def = &program.bindings[name];
+        if def.main && !builder.bindings.contains_key(name) {
+            builder.binding(name, def.name.span, diags);
+        }
+    }
     let mut combine: Option<(Combine, Span)> = None;
     let mut seen_terms: Vec<(String, NodeId, NodeId, bool, bool, Span)> = Vec::new();
     let mut term_count = 0;
@@ -187,14 +196,6 @@ pub fn build(
                     shape: None,
                 },
             );
-        }
-    }
-    // Values of the main file are built even when no loss uses them, so validation can
-    // report them as dangling.
-    for name in &program.binding_order {
-        let def = &program.bindings[name];
-        if def.main && !builder.bindings.contains_key(name) {
-            builder.binding(name, def.name.span, diags);
         }
     }
     for (name, def) in &program.modules {

@@ -470,7 +470,22 @@ impl Program {
                     }
                 }
                 ItemKind::Sweep { name, axis } => {
-                    if let Some(first) = self.sweeps.iter().find(|s| s.name.text == name.text) {
+                    // A sweep of the model's own file replaces a used file's sweep of the
+                    // same name (e.g. the Table I columns with a smaller bank for CIFAR).
+                    if let Some(position) = self
+                        .sweeps
+                        .iter()
+                        .position(|s| s.name.text == name.text && !s.main && main)
+                    {
+                        self.sweeps.remove(position);
+                        self.sweeps.push(Def {
+                            name: name.clone(),
+                            value: axis.clone(),
+                            main,
+                        });
+                    } else if let Some(first) =
+                        self.sweeps.iter().find(|s| s.name.text == name.text)
+                    {
                         diags.push(
                             Diagnostic::error(
                                 "fa::resolve::duplicate",
