@@ -1,0 +1,593 @@
+//! The configuration sections (`data`, `optim`, `train`, `eval`): merging blocks and recipes
+//! in statement order, then reading them into the IR's config structs with their defaults.
+
+use std::collections::BTreeMap;
+
+use super::params::{check_usize, choice, type_error, Params, Range};
+use super::{ConfigSource, Program};
+use crate::diag::{did_you_mean, Diagnostic};
+use crate::ir::*;
+use crate::syntax::ast::{Expr, ExprKind, Record};
+
+pub const SECTIONS: &[&str] = &["data", "optim", "train", "eval"];
+
+const DATA_KEYS: &[&str] = &[
+    "format",
+    "path",
+    "train_split",
+    "test_split",
+    "image_size",
+    "channels",
+    "batch",
+    "limit",
+];
+const OPTIM_KEYS: &[&str] = &[
+    "method",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "warmup",
+    "schedule",
+    "accumulate",
+    "clip",
+];
+const TRAIN_KEYS: &[&str] = &[
+    "epochs",
+    "seed",
+    "precision",
+    "checkpoint_every",
+    "knn_every",
+];
+const EVAL_KEYS: &[&str] = &["knn", "linear"];
+const KNN_KEYS: &[&str] = &["k", "tau"];
+const LINEAR_KEYS: &[&str] = &[
+    "epochs",
+    "lr",
+    "batch",
+    "momentum",
+    "weight_decay",
+    "milestones",
+    "mode",
+];
+
+/// Every dotted key `--set` accepts for the configuration sections.
+pub const KNOWN_KEYS: &[&str] = &[
+    "data.format",
+    "data.path",
+    "data.train_split",
+    "data.test_split",
+    "data.image_size",
+    "data.channels",
+    "data.batch",
+    "data.limit",
+    "optim.method",
+    "optim.lr",
+    "optim.momentum",
+    "optim.weight_decay",
+    "optim.warmup",
+    "optim.schedule",
+    "optim.accumulate",
+    "optim.clip",
+    "train.epochs",
+    "train.seed",
+    "train.precision",
+    "train.checkpoint_every",
+    "train.knn_every",
+    "eval.knn",
+    "eval.knn.k",
+    "eval.knn.tau",
+    "eval.linear",
+    "eval.linear.epochs",
+    "eval.linear.lr",
+    "eval.linear.batch",
+    "eval.linear.momentum",
+    "eval.linear.weight_decay",
+    "eval.linear.milestones",
+    "eval.linear.mode",
+];
+
+/// The merged sections: each a record, later entries overriding earlier ones key by key.
+pub fn merge(program: &Program, diags: &mut Vec<Diagnostic>) -> BTreeMap<String, Record> {
+    let mut sections: BTreeMap<String, Record> = BTreeMap::new();
+    for source in &program.config {
+        match source {
+            ConfigSource::Block { section, body } => {
+                let target = sections
+                    .entry(section.text.clone())
+                    .or_insert_with(|| Record {
+                        entries: Vec::new(),
+                        span: body.span,
+                    });
+                target.span = body.span;
+                merge_into(target, body);
+            }
+            ConfigSource::Recipe(name) => {
+                let Some(recipe) = program.recipes.get(&name.text) else {
+                    let diagnostic = Diagnostic::error(
+                        "fa::resolve::unknown_recipe",
+                        name.span,
+                        format!("no recipe named `{}`", name.text),
+                        "unknown recipe",
+                    );
+                    let help = did_you_mean(&name.text, program.recipes.keys().map(String::as_str))
+                        .unwrap_or_else(|| "define it with `recipe NAME { optim { ... } }`, or `use` the file that does".into());
+                    diags.push(diagnostic.with_help(help));
+                    continue;
+                };
+                for entry in &recipe.value.entries {
+                    let ExprKind::Record(body) = &entry.value.kind else {
+                        diags.push(type_error(&entry.value, "a section block `{ ... }`"));
+                        continue;
+                    };
+                    if !SECTIONS.contains(&entry.key.text.as_str()) {
+                        let diagnostic = Diagnostic::error(
+                            "fa::resolve::unknown_param",
+                            entry.key.span,
+                            format!(
+                                "a recipe holds sections, and `{}` is not one",
+                                entry.key.text
+                            ),
+                            "unknown section",
+                        );
+                        let help = did_you_mean(&entry.key.text, SECTIONS.iter().copied())
+                            .unwrap_or_else(|| {
+                                "sections are `data`, `optim`, `train`, `eval`".into()
+                            });
+                        diags.push(diagnostic.with_help(help));
+                        continue;
+                    }
+                    let target = sections
+                        .entry(entry.key.text.clone())
+                        .or_insert_with(|| Record {
+                            entries: Vec::new(),
+                            span: body.span,
+                        });
+                    merge_into(target, body);
+                }
+            }
+        }
+    }
+    sections
+}
+
+fn merge_into(target: &mut Record, source: &Record) {
+    for entry in &source.entries {
+        match target
+            .entries
+            .iter_mut()
+            .find(|e| e.key.text == entry.key.text)
+        {
+            Some(existing) => match (&mut existing.value.kind, &entry.value.kind) {
+                (ExprKind::Record(old), ExprKind::Record(new)) => {
+                    merge_into(old, new);
+                    existing.key = entry.key.clone();
+                }
+                _ => *existing = entry.clone(),
+            },
+            None => target.entries.push(entry.clone()),
+        }
+    }
+}
+
+fn params<'a>(
+    what: &str,
+    record: Option<&'a Record>,
+    fallback: Span,
+    allowed: &'static [&'static str],
+    diags: &mut Vec<Diagnostic>,
+) -> Params<'a> {
+    match record {
+        Some(record) => Params::of_record(format!("the `{what}` block"), record, allowed, diags),
+        None => Params::empty(format!("the `{what}` block"), fallback, allowed),
+    }
+}
+
+pub fn data(record: Option<&Record>, fallback: Span, diags: &mut Vec<Diagnostic>) -> DataConfig {
+    let mut p = params("data", record, fallback, DATA_KEYS, diags);
+    let format = p.choice(
+        "format",
+        DatasetFormat::ImageFolder,
+        &[
+            ("idx", DatasetFormat::Idx),
+            ("cifar_binary", DatasetFormat::CifarBinary),
+            ("image_folder", DatasetFormat::ImageFolder),
+        ],
+        diags,
+    );
+    let path = p.string("path", diags);
+    if path.is_none() && p.get("path").is_none() {
+        diags.push(
+            Diagnostic::error(
+                "fa::resolve::missing_param",
+                p.span,
+                "the `data` block needs a `path`",
+                "no `path` here",
+            )
+            .with_help(
+                "add `path: \"fashion-mnist\"`: the dataset folder relative to the data root",
+            ),
+        );
+    }
+    if let Some(path) = &path {
+        if path.starts_with('/') {
+            let expr = p.get("path").expect("path was read");
+            diags.push(
+                Diagnostic::error(
+                    "fa::resolve::absolute_path",
+                    expr.span,
+                    "`path` must be relative to the data root",
+                    "absolute path",
+                )
+                .with_help("give the folder under the data root (`--data-root` or FA_DATA_ROOT)"),
+            );
+        }
+    }
+    let (default_size, default_channels, default_test) = match format {
+        DatasetFormat::Idx => (28, 1, "t10k"),
+        DatasetFormat::CifarBinary => (32, 3, "test"),
+        DatasetFormat::ImageFolder => (224, 3, "test"),
+    };
+    let train_split = p
+        .string("train_split", diags)
+        .unwrap_or_else(|| "train".into());
+    let test_split = p
+        .string("test_split", diags)
+        .unwrap_or_else(|| default_test.into());
+    let image_size = p.usize("image_size", default_size, 8, diags);
+    let channels = match p.get("channels") {
+        Some(expr) => match check_usize(expr, "channels", 1, diags) {
+            Some(c @ (1 | 3)) => c,
+            Some(c) => {
+                diags.push(super::params::range_error(
+                    expr,
+                    "channels",
+                    c as f64,
+                    Range::closed(1.0, 3.0),
+                    Some("images have 1 (grey) or 3 (colour) channels"),
+                ));
+                default_channels
+            }
+            None => default_channels,
+        },
+        None => default_channels,
+    };
+    let batch_size = p.usize("batch", 256, 1, diags);
+    let limit = p.opt_usize("limit", None, 1, diags);
+    let span = p.span;
+    p.finish(diags);
+    DataConfig {
+        format,
+        path: path.unwrap_or_default(),
+        train_split,
+        test_split,
+        image_size,
+        channels,
+        batch_size,
+        limit,
+        span,
+    }
+}
+
+pub fn optim(record: Option<&Record>, fallback: Span, diags: &mut Vec<Diagnostic>) -> OptimConfig {
+    let mut p = params("optim", record, fallback, OPTIM_KEYS, diags);
+    let kind = match p.get("method") {
+        None => OptimKind::Sgd,
+        Some(expr) => optim_kind(expr, diags),
+    };
+    let lr = match p.get("lr") {
+        None => LearningRate {
+            value: 0.3,
+            scaling: LrScaling::Per256,
+        },
+        Some(expr) => learning_rate(expr, diags),
+    };
+    let momentum = p.f64(
+        "momentum",
+        0.9,
+        Range {
+            min: 0.0,
+            min_inclusive: true,
+            max: 1.0,
+            max_inclusive: false,
+        },
+        diags,
+    );
+    let weight_decay = p.f64("weight_decay", 1e-6, Range::NON_NEGATIVE, diags);
+    let warmup_epochs = p.f64("warmup", 0.0, Range::NON_NEGATIVE, diags);
+    let schedule = p.choice(
+        "schedule",
+        Schedule::Cosine,
+        &[
+            ("cosine", Schedule::Cosine),
+            ("constant", Schedule::Constant),
+        ],
+        diags,
+    );
+    let accumulate = p.usize("accumulate", 1, 1, diags);
+    let clip_grad_norm = match p.get("clip") {
+        None => None,
+        Some(expr) if matches!(&expr.kind, ExprKind::Name(n) if n == "none") => None,
+        Some(expr) => match &expr.kind {
+            ExprKind::Number { value, .. } if *value > 0.0 && value.is_finite() => Some(*value),
+            ExprKind::Number { value, .. } => {
+                diags.push(super::params::range_error(
+                    expr,
+                    "clip",
+                    *value,
+                    Range::POSITIVE,
+                    None,
+                ));
+                None
+            }
+            _ => {
+                diags.push(type_error(expr, "a positive number or `none`"));
+                None
+            }
+        },
+    };
+    let span = p.span;
+    p.finish(diags);
+    OptimConfig {
+        kind,
+        lr,
+        momentum,
+        weight_decay,
+        warmup_epochs,
+        schedule,
+        accumulate,
+        clip_grad_norm,
+        span,
+    }
+}
+
+fn optim_kind(expr: &Expr, diags: &mut Vec<Diagnostic>) -> OptimKind {
+    let (name, args, span) = match &expr.kind {
+        ExprKind::Name(name) => (name.as_str(), &[][..], expr.span),
+        ExprKind::Call { name, args } => (name.text.as_str(), args.as_slice(), name.span),
+        _ => {
+            diags.push(type_error(expr, "`sgd` or `lars(...)`"));
+            return OptimKind::Sgd;
+        }
+    };
+    match name {
+        "sgd" => {
+            Params::of_call("`sgd`", span, args, &[], diags).finish(diags);
+            OptimKind::Sgd
+        }
+        "lars" => {
+            let mut p = Params::of_call("`lars`", span, args, &["trust", "clip"], diags);
+            let trust = p.f64("trust", 0.001, Range::POSITIVE, diags);
+            let clip = p.bool("clip", false, diags);
+            p.finish(diags);
+            OptimKind::Lars { trust, clip }
+        }
+        other => {
+            let diagnostic = Diagnostic::error(
+                "fa::resolve::unknown_choice",
+                span,
+                format!("unknown optimiser `{other}`"),
+                "unknown optimiser",
+            );
+            diags.push(
+                diagnostic.with_help(
+                    did_you_mean(other, ["sgd", "lars"])
+                        .unwrap_or_else(|| "use `sgd` or `lars(trust: 0.001)`".into()),
+                ),
+            );
+            OptimKind::Sgd
+        }
+    }
+}
+
+fn learning_rate(expr: &Expr, diags: &mut Vec<Diagnostic>) -> LearningRate {
+    let fallback = LearningRate {
+        value: 0.3,
+        scaling: LrScaling::Per256,
+    };
+    let (value_expr, scaling) = match &expr.kind {
+        ExprKind::Number { .. } => (expr, LrScaling::Absolute),
+        ExprKind::Per { value, per } => {
+            if !matches!(&per.kind, ExprKind::Number { value, .. } if *value == 256.0) {
+                diags.push(
+                    Diagnostic::error(
+                        "fa::resolve::lr_scaling",
+                        per.span,
+                        "only `per 256` scaling is supported",
+                        "not 256",
+                    )
+                    .with_help(
+                        "write the rate per 256 images, e.g. `0.3 per 256`, or an absolute rate",
+                    ),
+                );
+                return fallback;
+            }
+            (&**value, LrScaling::Per256)
+        }
+        _ => {
+            diags.push(type_error(expr, "a learning rate (`0.4` or `0.4 per 256`)"));
+            return fallback;
+        }
+    };
+    let ExprKind::Number { value, .. } = &value_expr.kind else {
+        return fallback;
+    };
+    if !Range::POSITIVE.contains(*value) {
+        diags.push(super::params::range_error(
+            value_expr,
+            "lr",
+            *value,
+            Range::POSITIVE,
+            None,
+        ));
+        return fallback;
+    }
+    LearningRate {
+        value: *value,
+        scaling,
+    }
+}
+
+pub fn train(record: Option<&Record>, fallback: Span, diags: &mut Vec<Diagnostic>) -> TrainConfig {
+    let mut p = params("train", record, fallback, TRAIN_KEYS, diags);
+    let epochs = p.usize("epochs", 100, 1, diags);
+    let seed = p.usize("seed", 0, 0, diags) as u64;
+    let precision = p.choice(
+        "precision",
+        Precision::F32,
+        &[
+            ("f32", Precision::F32),
+            ("bf16", Precision::Bf16),
+            ("f16", Precision::F16),
+        ],
+        diags,
+    );
+    let checkpoint_every = p.usize("checkpoint_every", 10, 1, diags);
+    let knn_every = p.usize("knn_every", 0, 0, diags);
+    let span = p.span;
+    p.finish(diags);
+    TrainConfig {
+        epochs,
+        seed,
+        precision,
+        checkpoint_every,
+        knn_every,
+        span,
+    }
+}
+
+/// `eval { knn { ... } linear { ... } }`; without an `eval` block, kNN with its defaults.
+/// `knn: none` or `linear: none` turns one off (useful over a recipe).
+pub fn eval(record: Option<&Record>, fallback: Span, diags: &mut Vec<Diagnostic>) -> EvalConfig {
+    let Some(record) = record else {
+        return EvalConfig {
+            knn: Some(KnnConfig {
+                k: 200,
+                temperature: 0.1,
+                span: fallback,
+            }),
+            linear: None,
+        };
+    };
+    let mut p = Params::of_record("the `eval` block", record, EVAL_KEYS, diags);
+    let knn = p
+        .get("knn")
+        .and_then(|expr| sub_record(expr, diags))
+        .map(|knn| {
+            let mut q = Params::of_record("`knn`", knn, KNN_KEYS, diags);
+            let k = q.usize("k", 200, 1, diags);
+            let temperature = q.f64("tau", 0.1, Range::POSITIVE, diags);
+            q.finish(diags);
+            KnnConfig {
+                k,
+                temperature,
+                span: knn.span,
+            }
+        });
+    let linear = p
+        .get("linear")
+        .and_then(|expr| sub_record(expr, diags))
+        .map(|linear| {
+            let mut q = Params::of_record("`linear`", linear, LINEAR_KEYS, diags);
+            let epochs = q.usize("epochs", 60, 1, diags);
+            let lr = q.f64("lr", 1.0, Range::POSITIVE, diags);
+            let batch_size = q.usize("batch", 256, 1, diags);
+            let momentum = q.f64(
+                "momentum",
+                0.9,
+                Range {
+                    min: 0.0,
+                    min_inclusive: true,
+                    max: 1.0,
+                    max_inclusive: false,
+                },
+                diags,
+            );
+            let weight_decay = q.f64("weight_decay", 0.0, Range::NON_NEGATIVE, diags);
+            let milestones = match q.get("milestones") {
+                None => vec![40, 50, 55]
+                    .into_iter()
+                    .filter(|m| *m < epochs)
+                    .collect(),
+                Some(expr) => milestones(expr, epochs, diags),
+            };
+            let mode = q.choice(
+                "mode",
+                LinearMode::Augmented,
+                &[
+                    ("augmented", LinearMode::Augmented),
+                    ("features", LinearMode::Features),
+                ],
+                diags,
+            );
+            q.finish(diags);
+            LinearConfig {
+                epochs,
+                lr,
+                batch_size,
+                momentum,
+                weight_decay,
+                milestones,
+                mode,
+                span: linear.span,
+            }
+        });
+    p.finish(diags);
+    EvalConfig { knn, linear }
+}
+
+fn sub_record<'a>(expr: &'a Expr, diags: &mut Vec<Diagnostic>) -> Option<&'a Record> {
+    match &expr.kind {
+        ExprKind::Record(record) => Some(record),
+        ExprKind::Name(name) if name == "none" => None,
+        _ => {
+            diags.push(type_error(expr, "a block `{ ... }` or `none`"));
+            None
+        }
+    }
+}
+
+fn milestones(expr: &Expr, epochs: usize, diags: &mut Vec<Diagnostic>) -> Vec<usize> {
+    let ExprKind::List(items) = &expr.kind else {
+        diags.push(type_error(expr, "a list of epochs `[40, 50, 55]`"));
+        return Vec::new();
+    };
+    let mut out: Vec<usize> = Vec::new();
+    for item in items {
+        let Some(value) = check_usize(item, "milestones", 1, diags) else {
+            continue;
+        };
+        if value >= epochs {
+            diags.push(
+                Diagnostic::error(
+                    "fa::resolve::range",
+                    item.span,
+                    format!("milestone {value} is not before the last epoch ({epochs})"),
+                    "never reached",
+                )
+                .with_help("milestones are epochs at which the rate is divided by 10"),
+            );
+            continue;
+        }
+        if out.last().is_some_and(|last| *last >= value) {
+            diags.push(Diagnostic::error(
+                "fa::resolve::range",
+                item.span,
+                "milestones must increase",
+                "not after the previous one",
+            ));
+            continue;
+        }
+        out.push(value);
+    }
+    out
+}
+
+/// Reads a combine mode.
+pub fn combine(expr: &Expr, diags: &mut Vec<Diagnostic>) -> Option<Combine> {
+    choice(
+        expr,
+        "combine",
+        &[("mean", Combine::Mean), ("free", Combine::Free)],
+        diags,
+    )
+}
