@@ -85,8 +85,9 @@ fn fa_rate(images: &Tensor, size: usize, batch: i64, device: Device) -> f64 {
 /// torchvision's figures for the same images: `(PIL + v1, uint8 tensor + v2)` images/s.
 fn torchvision_rate(images: &Tensor, size: usize) -> Result<(f64, f64, String), String> {
     let shape = images.size();
-    let mut bytes = vec![0u8; images.numel()];
-    images.copy_data(&mut bytes, bytes.len());
+    let numel = images.numel();
+    let mut bytes = vec![0u8; numel];
+    images.copy_data(&mut bytes, numel);
     let raw = std::env::temp_dir().join(format!("fa-bench-{}-{size}.raw", std::process::id()));
     std::fs::write(&raw, &bytes).map_err(|e| e.to_string())?;
     let python =

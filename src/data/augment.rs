@@ -28,8 +28,10 @@ pub struct Augmenter {
 }
 
 /// Applies `op` to the samples whose `mask` entry is true and leaves the others unchanged.
-/// `op` receives the selected sub-batch and the selected sample positions.
-fn on_subset(x: Tensor, mask: &[bool], op: impl FnOnce(&Tensor, &[usize]) -> Tensor) -> Tensor {
+/// `op` receives the selected sub-batch and the selected sample positions. `x` is owned by
+/// the augmenter (never the caller's batch), so the result is written back in place: an
+/// out-of-place copy would cost a whole batch per call.
+fn on_subset(mut x: Tensor, mask: &[bool], op: impl FnOnce(&Tensor, &[usize]) -> Tensor) -> Tensor {
     let chosen: Vec<usize> = mask
         .iter()
         .enumerate()
@@ -42,10 +44,11 @@ fn on_subset(x: Tensor, mask: &[bool], op: impl FnOnce(&Tensor, &[usize]) -> Ten
     if chosen.len() == mask.len() {
         return op(&x, &chosen);
     }
-    let index = Tensor::from_slice(&chosen.iter().map(|&i| i as i64).collect::<Vec<i64>>())
-        .to_device(x.device());
+    let positions: Vec<i64> = chosen.iter().map(|&i| i as i64).collect();
+    let index = ops::upload(&positions, x.device());
     let changed = op(&x.index_select(0, &index), &chosen);
-    x.index_copy(0, &index, &changed)
+    let _ = x.index_copy_(0, &index, &changed);
+    x
 }
 
 fn check(pipeline: &str, ok: bool, message: impl FnOnce() -> String) -> Result<(), DataError> {
@@ -188,10 +191,11 @@ impl Augmenter {
     /// uint8 (or float in `[0, 1]`) to float in `[0, 1]`, with greyscale replicated to three
     /// channels when the model expects three.
     fn prepare(&self, batch: &Tensor) -> Tensor {
+        // Both branches make a new tensor, so later in-place writes never reach the caller's.
         let x = if batch.kind() == Kind::Uint8 {
             batch.to_kind(Kind::Float) / 255.0
         } else {
-            batch.to_kind(Kind::Float)
+            batch.to_kind(Kind::Float) * 1.0
         };
         let channels = x.size()[1] as usize;
         if let Err(error) = self.check_channels(channels) {

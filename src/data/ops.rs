@@ -13,12 +13,28 @@ use crate::ir::Interpolation;
 /// ITU-R BT.601 luma weights of red, green and blue.
 pub const LUMA: [f64; 3] = [0.299, 0.587, 0.114];
 
+/// Host values as a 1-D tensor on `device`. On a GPU the copy is queued without waiting for
+/// the work already queued there (the host buffer is staged by the driver before the call
+/// returns), so uploading per-sample parameters never stalls the pipeline.
+pub(crate) fn upload<T: tch::kind::Element>(values: &[T], device: Device) -> Tensor {
+    let host = Tensor::from_slice(values);
+    match device {
+        Device::Cpu => host,
+        _ => host.to_device_(device, host.kind(), true, false),
+    }
+}
+
+/// Host `f64` values as a 1-D float32 tensor on `device`.
+fn upload_f32(values: impl IntoIterator<Item = f64>, device: Device) -> Tensor {
+    upload(
+        &values.into_iter().map(|v| v as f32).collect::<Vec<f32>>(),
+        device,
+    )
+}
+
 /// A `[N, 1, 1, 1]` float tensor of per-sample values on `like`'s device.
 fn per_sample(values: &[f64], like: &Tensor) -> Tensor {
-    let values: Vec<f32> = values.iter().map(|&v| v as f32).collect();
-    Tensor::from_slice(&values)
-        .to_device(like.device())
-        .view([-1, 1, 1, 1])
+    upload_f32(values.iter().copied(), like.device()).view([-1, 1, 1, 1])
 }
 
 /// `ratio · a + (1 − ratio) · b`, clamped to `[0, 1]`: brightness, contrast and saturation
@@ -148,8 +164,7 @@ pub fn gaussian_blur(x: &Tensor, size: usize, sigmas: &[f64]) -> Tensor {
         .flat_map(|&sigma| gaussian_kernel(size, sigma))
         .map(|t| t as f32)
         .collect();
-    let kernels = Tensor::from_slice(&taps)
-        .to_device(x.device())
+    let kernels = upload(&taps, x.device())
         .view([n, 1, size as i64])
         .expand([n, channels, size as i64], false)
         .reshape([n * channels, 1, 1, size as i64]);
@@ -207,11 +222,8 @@ fn axis_weights(
     interpolation: Interpolation,
     device: Device,
 ) -> Tensor {
-    let to_tensor = |values: &[usize]| {
-        Tensor::from_slice(&values.iter().map(|&v| v as f32).collect::<Vec<f32>>())
-            .to_device(device)
-            .view([-1, 1, 1])
-    };
+    let to_tensor =
+        |values: &[usize]| upload_f32(values.iter().map(|&v| v as f64), device).view([-1, 1, 1]);
     let (start, len) = (to_tensor(starts), to_tensor(lens));
     let options = (Kind::Float, device);
     let source = Tensor::arange(input as i64, options).view([1, 1, -1]);
@@ -248,19 +260,29 @@ pub fn resized_crop(
     let heights: Vec<usize> = boxes.iter().map(|b| b.height).collect();
     let lefts: Vec<usize> = boxes.iter().map(|b| b.left).collect();
     let widths: Vec<usize> = boxes.iter().map(|b| b.width).collect();
-    let rows = axis_weights(&tops, &heights, height, size, interpolation, device).unsqueeze(1);
-    let columns = axis_weights(&lefts, &widths, width, size, interpolation, device)
-        .unsqueeze(1)
-        .transpose(-1, -2);
-    rows.matmul(&x.matmul(&columns)).clamp(0.0, 1.0)
+    let (samples, channels) = (shape[0], shape[1]);
+    let side = size as i64;
+    let rows = axis_weights(&tops, &heights, height, size, interpolation, device);
+    let columns = axis_weights(&lefts, &widths, width, size, interpolation, device).transpose(1, 2);
+    // Two plain batched products (no broadcasting, which would materialise copies of the
+    // weights per channel): rows of every channel first, then columns.
+    let across = x
+        .reshape([samples, channels * height as i64, width as i64])
+        .bmm(&columns);
+    let across = across
+        .view([samples, channels, height as i64, side])
+        .transpose(1, 2)
+        .reshape([samples, height as i64, channels * side]);
+    let out = rows
+        .bmm(&across)
+        .view([samples, side, channels, side])
+        .permute([0i64, 2, 1, 3].as_slice());
+    out.clamp(0.0, 1.0).contiguous()
 }
 
 /// `(x − mean) / std` per channel; one value applies to every channel.
 pub fn normalize(x: &Tensor, mean: &[f64], std: &[f64]) -> Tensor {
-    let to_tensor = |values: &[f64]| {
-        Tensor::from_slice(&values.iter().map(|&v| v as f32).collect::<Vec<f32>>())
-            .to_device(x.device())
-            .view([1, -1, 1, 1])
-    };
+    let to_tensor =
+        |values: &[f64]| upload_f32(values.iter().copied(), x.device()).view([1, -1, 1, 1]);
     (x - to_tensor(mean)) / to_tensor(std)
 }
