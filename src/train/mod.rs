@@ -1,1 +1,7 @@
-//! TODO: see ARCHITECTURE.md.
+//! Training: optimisers, learning-rate schedules, checkpoints and metrics records.
+
+pub mod checkpoint;
+pub mod metrics;
+#[cfg(feature = "torch")]
+pub mod optim;
+pub mod schedule;
