@@ -199,7 +199,9 @@ fn checksum<'a>(
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename,
-/// fsync of the folder. Creates the folder when missing.
+/// fsync of the folder. Creates the folder when missing. Only `save` writes checkpoints,
+/// and it needs libtorch; this part does not, so it stays outside the torch module.
+#[cfg_attr(not(feature = "torch"), allow(dead_code))]
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
     use std::io::Write;
 
