@@ -303,7 +303,7 @@ fn restored_state_continues_exactly_like_the_uninterrupted_optimiser() {
         clip: true,
     };
     let build =
-        |params: &[(String, Tensor)]| Optimizer::with_settings(kind, 0.9, 0.01, handles(&params));
+        |params: &[(String, Tensor)]| Optimizer::with_settings(kind, 0.9, 0.01, handles(params));
 
     let straight = parameters(&initial);
     let mut optimizer = build(&straight);

@@ -104,6 +104,8 @@ pub enum CheckpointError {
     NotACheckpoint { path: PathBuf, reason: String },
     #[error("checkpoint does not match the model: {}", join_mismatches(.problems))]
     Mismatch { problems: Vec<TensorMismatch> },
+    #[error("tensor `{name}` is given twice; checkpoint names must be unique")]
+    DuplicateName { name: String },
     #[error("tensor `{name}` has element type {kind}, which checkpoints cannot store")]
     UnsupportedKind { name: String, kind: String },
 }
@@ -441,11 +443,7 @@ mod with_torch {
         let mut prepared = Vec::with_capacity(ckpt.tensors.len());
         for (name, tensor) in &ckpt.tensors {
             if !seen.insert(name.as_str()) {
-                return Err(CheckpointError::Mismatch {
-                    problems: vec![TensorMismatch::Unexpected {
-                        name: format!("{name} (given twice)"),
-                    }],
-                });
+                return Err(CheckpointError::DuplicateName { name: name.clone() });
             }
             let dtype = dtype_of(name, tensor.kind())?;
             let shape: Vec<usize> = tensor.size().iter().map(|&dim| dim as usize).collect();

@@ -167,7 +167,7 @@ impl Optimizer {
                 if let OptimKind::Lars { trust, clip } = kind {
                     if slot.decayed {
                         let scale = lars_scale(&slot.parameter, &grad, trust, decay, clip, lr);
-                        direction = direction * scale;
+                        direction *= scale;
                     }
                 }
                 let update = match &mut slot.buffer {

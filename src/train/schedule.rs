@@ -13,12 +13,12 @@ use crate::ir::Schedule;
 /// `peak · (iteration + 1) / warmup_iterations`, so the first step already moves the weights
 /// and the last warm-up step reaches `peak` exactly. After the warm-up:
 ///
-/// - [`Schedule::Cosine`]: `peak · (1 + cos(π · t)) / 2` with
+/// - With [`Schedule::Cosine`], `peak · (1 + cos(π · t)) / 2` with
 ///   `t = (iteration − warmup) / (total − warmup)`, the half-cosine that solo-learn's
 ///   `LinearWarmupCosineAnnealingLR` uses with a minimum of zero; it is `peak` right after
 ///   warm-up, `peak / 2` halfway through the decay and reaches zero at `iteration = total`.
 ///   Steps at or beyond `total_iterations` get zero.
-/// - [`Schedule::Constant`]: `peak`.
+/// - With [`Schedule::Constant`], `peak`.
 pub fn learning_rate(
     iteration: usize,
     total_iterations: usize,
