@@ -1,0 +1,363 @@
+//! SGD and LARS against float64 PyTorch / reference fixtures, a hand-worked LARS step, the
+//! exclusion of 1-D parameters, gradient clipping and the optimiser state round-trip.
+#![cfg(feature = "torch")]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use fa::ir::{LearningRate, LrScaling, OptimConfig, OptimKind, Schedule, Span};
+use fa::train::checkpoint::CheckpointError;
+use fa::train::optim::Optimizer;
+use tch::{Kind, Tensor};
+
+const NAMES: [&str; 3] = ["a_weight", "b_bias", "c_conv"];
+
+fn fixtures() -> BTreeMap<String, Tensor> {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/trainkit/optim.safetensors");
+    Tensor::read_safetensors(&path)
+        .expect("fixture readable")
+        .into_iter()
+        .collect()
+}
+
+fn scalar(fixtures: &BTreeMap<String, Tensor>, name: &str) -> f64 {
+    fixtures[name].double_value(&[])
+}
+
+/// Parameters as leaf float64 tensors that require gradients.
+fn parameters(named: &[(&str, Tensor)]) -> Vec<(String, Tensor)> {
+    named
+        .iter()
+        .map(|(name, tensor)| (name.to_string(), tensor.copy().set_requires_grad(true)))
+        .collect()
+}
+
+/// Shallow handles on the same parameter storage, for the optimiser to own.
+fn handles(params: &[(String, Tensor)]) -> Vec<(String, Tensor)> {
+    params
+        .iter()
+        .map(|(name, tensor)| (name.clone(), tensor.shallow_clone()))
+        .collect()
+}
+
+/// Makes each parameter's gradient exactly `grads[name]`: the gradient of `Σ p·g` is `g`.
+fn set_gradients(optimizer: &mut Optimizer, params: &[(String, Tensor)], grads: &[Tensor]) {
+    optimizer.zero_grad();
+    let loss = params
+        .iter()
+        .zip(grads)
+        .map(|((_, parameter), grad)| (parameter * grad).sum(Kind::Double))
+        .reduce(|left, right| left + right)
+        .unwrap();
+    loss.backward();
+}
+
+fn assert_close(actual: &Tensor, expected: &Tensor, what: &str) {
+    assert_eq!(actual.size(), expected.size(), "{what}: shape");
+    let difference = (actual - expected).abs().max().double_value(&[]);
+    let scale = expected.abs().max().double_value(&[]).max(1e-12);
+    assert!(
+        difference <= 1e-6 * scale,
+        "{what}: max difference {difference} (scale {scale})"
+    );
+}
+
+/// Runs three steps of `kind` on the fixture's parameters and gradients and compares every
+/// step's parameters and the final momentum buffers with the fixture's `label/…` values.
+fn check_against_fixture(kind: OptimKind, label: &str) {
+    let fixtures = fixtures();
+    let momentum = scalar(&fixtures, "config/momentum");
+    let weight_decay = scalar(&fixtures, "config/weight_decay");
+    let lrs = Vec::<f64>::try_from(&fixtures["config/lrs"]).unwrap();
+    let initial: Vec<(&str, Tensor)> = NAMES
+        .iter()
+        .map(|name| (*name, fixtures[&format!("init/{name}")].copy()))
+        .collect();
+    let params = parameters(&initial);
+    let mut optimizer = Optimizer::with_settings(kind, momentum, weight_decay, handles(&params));
+    for (step, lr) in lrs.iter().enumerate() {
+        let grads: Vec<Tensor> = NAMES
+            .iter()
+            .map(|name| fixtures[&format!("grad/{step}/{name}")].copy())
+            .collect();
+        set_gradients(&mut optimizer, &params, &grads);
+        optimizer.step(*lr);
+        for (name, parameter) in &params {
+            assert_close(
+                parameter,
+                &fixtures[&format!("{label}/{step}/{name}")],
+                &format!("{label} step {step} {name}"),
+            );
+        }
+    }
+    let state: BTreeMap<String, Tensor> = optimizer.state().into_iter().collect();
+    for name in NAMES {
+        assert_close(
+            &state[&format!("optim/{name}")],
+            &fixtures[&format!("{label}/buffer/{name}")],
+            &format!("{label} buffer {name}"),
+        );
+    }
+}
+
+#[test]
+fn sgd_matches_pytorch_with_biases_excluded_from_weight_decay() {
+    check_against_fixture(OptimKind::Sgd, "sgd");
+}
+
+#[test]
+fn lars_matches_the_float64_reference() {
+    let fixtures = fixtures();
+    check_against_fixture(
+        OptimKind::Lars {
+            trust: scalar(&fixtures, "config/trust_low"),
+            clip: false,
+        },
+        "lars",
+    );
+}
+
+#[test]
+fn lars_with_clip_matches_the_float64_reference() {
+    let fixtures = fixtures();
+    check_against_fixture(
+        OptimKind::Lars {
+            trust: scalar(&fixtures, "config/trust_low"),
+            clip: true,
+        },
+        "lars_clip",
+    );
+    check_against_fixture(
+        OptimKind::Lars {
+            trust: scalar(&fixtures, "config/trust_high"),
+            clip: true,
+        },
+        "lars_clip_high",
+    );
+}
+
+/// One LARS step worked by hand: p = [3, 4] (‖p‖ = 5) as a 1×2 matrix, g = [0, 1] (‖g‖ = 1),
+/// wd = 0.1, trust = 0.5, lr = 2, no momentum history.
+/// d = g + wd·p = [0.3, 1.4]; local = 0.5·5 / (1 + 0.1·5) = 2.5 / 1.5 = 5/3.
+/// Without clip: p − lr·local·d = [3 − 2·(5/3)·0.3, 4 − 2·(5/3)·1.4] = [2, 4 − 14/3].
+/// With clip: min(local / lr, 1) = 5/6, so p − 2·(5/6)·d = [3 − 0.5, 4 − 7/3].
+/// The bias b = [1] with gradient [0.5] takes the plain step b − lr·g = [0].
+#[test]
+fn lars_single_step_matches_hand_computation() {
+    for (clip, expected) in [
+        (false, [2.0, 4.0 - 14.0 / 3.0]),
+        (true, [2.5, 4.0 - 7.0 / 3.0]),
+    ] {
+        let params = parameters(&[
+            ("weight", Tensor::from_slice(&[3.0f64, 4.0]).reshape([1, 2])),
+            ("bias", Tensor::from_slice(&[1.0f64])),
+        ]);
+        let mut optimizer = Optimizer::with_settings(
+            OptimKind::Lars { trust: 0.5, clip },
+            0.9,
+            0.1,
+            handles(&params),
+        );
+        let grads = [
+            Tensor::from_slice(&[0.0f64, 1.0]).reshape([1, 2]),
+            Tensor::from_slice(&[0.5f64]),
+        ];
+        set_gradients(&mut optimizer, &params, &grads);
+        optimizer.step(2.0);
+        let weight = Vec::<f64>::try_from(params[0].1.reshape([-1])).unwrap();
+        for (actual, expected) in weight.iter().zip(expected) {
+            assert!((actual - expected).abs() < 1e-12, "clip {clip}: {weight:?}");
+        }
+        let bias = params[1].1.double_value(&[0]);
+        assert!(bias.abs() < 1e-12, "bias {bias}");
+    }
+}
+
+#[test]
+fn a_zero_weight_gets_the_unscaled_lars_step() {
+    // ‖p‖ = 0 makes the local rate 1: p − lr·(g + wd·0) = −lr·g.
+    let params = parameters(&[(
+        "weight",
+        Tensor::zeros([2, 2], (Kind::Double, tch::Device::Cpu)),
+    )]);
+    let mut optimizer = Optimizer::with_settings(
+        OptimKind::Lars {
+            trust: 0.02,
+            clip: false,
+        },
+        0.9,
+        0.1,
+        handles(&params),
+    );
+    set_gradients(
+        &mut optimizer,
+        &params,
+        &[Tensor::ones([2, 2], (Kind::Double, tch::Device::Cpu))],
+    );
+    optimizer.step(0.5);
+    let weight = Vec::<f64>::try_from(params[0].1.reshape([-1])).unwrap();
+    assert!(
+        weight.iter().all(|value| (value + 0.5).abs() < 1e-12),
+        "{weight:?}"
+    );
+}
+
+#[test]
+fn only_parameters_with_two_or_more_dimensions_are_decayed() {
+    let params = parameters(&[
+        (
+            "conv.weight",
+            Tensor::ones([2, 1, 3, 3], (Kind::Double, tch::Device::Cpu)),
+        ),
+        (
+            "bn.weight",
+            Tensor::ones([2], (Kind::Double, tch::Device::Cpu)),
+        ),
+        (
+            "bn.bias",
+            Tensor::ones([2], (Kind::Double, tch::Device::Cpu)),
+        ),
+        (
+            "fc.weight",
+            Tensor::ones([3, 2], (Kind::Double, tch::Device::Cpu)),
+        ),
+    ]);
+    let config = OptimConfig {
+        kind: OptimKind::Sgd,
+        lr: LearningRate {
+            value: 0.1,
+            scaling: LrScaling::Absolute,
+        },
+        momentum: 0.0,
+        weight_decay: 0.5,
+        warmup_epochs: 0.0,
+        schedule: Schedule::Cosine,
+        accumulate: 1,
+        clip_grad_norm: None,
+        span: Span::default(),
+    };
+    let mut optimizer = Optimizer::new(&config, handles(&params));
+    assert_eq!(
+        optimizer.decayed_parameters(),
+        vec!["conv.weight", "fc.weight"]
+    );
+    // With zero gradients only weight decay moves a parameter: 1 − 0.1·0.5 = 0.95.
+    let zeros: Vec<Tensor> = params.iter().map(|(_, t)| t.zeros_like()).collect();
+    set_gradients(&mut optimizer, &params, &zeros);
+    optimizer.step(0.1);
+    for (name, parameter) in &params {
+        let expected = if name.ends_with(".weight") && !name.starts_with("bn") {
+            0.95
+        } else {
+            1.0
+        };
+        let values = Vec::<f64>::try_from(parameter.reshape([-1])).unwrap();
+        assert!(
+            values.iter().all(|v| (v - expected).abs() < 1e-12),
+            "{name}: {values:?}"
+        );
+    }
+}
+
+#[test]
+fn clip_grad_norm_scales_to_the_maximum_and_reports_the_norm_before() {
+    // Gradients [3, 0] and [[4]]: global norm √(9 + 16) = 5.
+    let params = parameters(&[
+        ("a", Tensor::zeros([2], (Kind::Double, tch::Device::Cpu))),
+        ("b", Tensor::zeros([1, 1], (Kind::Double, tch::Device::Cpu))),
+    ]);
+    let mut optimizer = Optimizer::with_settings(OptimKind::Sgd, 0.0, 0.0, handles(&params));
+    let grads = [
+        Tensor::from_slice(&[3.0f64, 0.0]),
+        Tensor::from_slice(&[4.0f64]).reshape([1, 1]),
+    ];
+    set_gradients(&mut optimizer, &params, &grads);
+    assert!((optimizer.grad_norm() - 5.0).abs() < 1e-12);
+    // Above the norm nothing changes.
+    assert!((optimizer.clip_grad_norm(10.0) - 5.0).abs() < 1e-12);
+    assert!((params[0].1.grad().double_value(&[0]) - 3.0).abs() < 1e-12);
+    // Below it every gradient is scaled by 2 / (5 + 1e-6).
+    assert!((optimizer.clip_grad_norm(2.0) - 5.0).abs() < 1e-12);
+    let coefficient = 2.0 / (5.0 + 1e-6);
+    assert!((params[0].1.grad().double_value(&[0]) - 3.0 * coefficient).abs() < 1e-12);
+    assert!((params[1].1.grad().double_value(&[0, 0]) - 4.0 * coefficient).abs() < 1e-12);
+    assert!((optimizer.grad_norm() - 5.0 * coefficient).abs() < 1e-12);
+}
+
+#[test]
+fn restored_state_continues_exactly_like_the_uninterrupted_optimiser() {
+    let fixtures = fixtures();
+    let initial: Vec<(&str, Tensor)> = NAMES
+        .iter()
+        .map(|name| (*name, fixtures[&format!("init/{name}")].copy()))
+        .collect();
+    let grads = |step: usize| -> Vec<Tensor> {
+        NAMES
+            .iter()
+            .map(|name| fixtures[&format!("grad/{step}/{name}")].copy())
+            .collect()
+    };
+    let kind = OptimKind::Lars {
+        trust: 0.02,
+        clip: true,
+    };
+    let build =
+        |params: &[(String, Tensor)]| Optimizer::with_settings(kind, 0.9, 0.01, handles(params));
+
+    let straight = parameters(&initial);
+    let mut optimizer = build(&straight);
+    for step in 0..3 {
+        set_gradients(&mut optimizer, &straight, &grads(step));
+        optimizer.step(0.1);
+    }
+
+    let resumed = parameters(&initial);
+    let mut first = build(&resumed);
+    set_gradients(&mut first, &resumed, &grads(0));
+    first.step(0.1);
+    let state = first.state();
+    let mut second = build(&resumed);
+    second.load_state(&state).unwrap();
+    for step in 1..3 {
+        set_gradients(&mut second, &resumed, &grads(step));
+        second.step(0.1);
+    }
+    for ((name, a), (_, b)) in straight.iter().zip(&resumed) {
+        assert!(a.equal(b), "{name} differs after resume");
+    }
+}
+
+#[test]
+fn load_state_refuses_buffers_of_another_model() {
+    let params = parameters(&[("w", Tensor::zeros([2, 3], (Kind::Double, tch::Device::Cpu)))]);
+    let mut optimizer = Optimizer::with_settings(OptimKind::Sgd, 0.9, 0.0, handles(&params));
+    let wrong = vec![
+        (
+            "optim/w".to_string(),
+            Tensor::zeros([3, 2], (Kind::Double, tch::Device::Cpu)),
+        ),
+        (
+            "optim/v".to_string(),
+            Tensor::zeros([1], (Kind::Double, tch::Device::Cpu)),
+        ),
+        (
+            "model/w".to_string(),
+            Tensor::zeros([7], (Kind::Double, tch::Device::Cpu)),
+        ),
+    ];
+    let error = optimizer.load_state(&wrong).unwrap_err();
+    assert!(
+        matches!(&error, CheckpointError::Mismatch { problems } if problems.len() == 2),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains("`optim/w` has shape [3, 2]") && message.contains("expects [2, 3]"),
+        "{message}"
+    );
+    assert!(
+        message.contains("`optim/v` is in the checkpoint but not in the model"),
+        "{message}"
+    );
+}
