@@ -10,6 +10,7 @@
 //!
 //! Everything up to `lower::plan` builds without libtorch (`--no-default-features`).
 
+pub mod commands;
 pub mod diag;
 pub mod fmt;
 pub mod graph;

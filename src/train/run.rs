@@ -1,0 +1,686 @@
+//! The training loop: one validated model, its data and a run folder in, a trained and
+//! evaluated model out, resumable at any checkpoint with bit-identical results on CPU.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+use tch::{nn, Device, Kind, Tensor};
+
+use crate::data::{self, Augmenter, ImageSet, LoadOptions};
+use crate::eval::{self, Accuracy};
+use crate::ir::{DataConfig, Model, Precision};
+use crate::lower::Network;
+use crate::train::checkpoint::{self, Checkpoint, CheckpointMeta};
+use crate::train::metrics::{MetricsWriter, Record};
+use crate::train::optim::Optimizer;
+use crate::train::schedule;
+use crate::train::seed::{self, Purpose};
+use crate::valid::ValidModel;
+
+/// How `fa train` reports progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// A progress bar on a terminal, plain lines otherwise.
+    Auto,
+    /// Plain lines.
+    Plain,
+    /// One JSON object per line on stdout.
+    Json,
+    /// Nothing but errors.
+    Quiet,
+}
+
+/// Everything about a run that is not in the model file.
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    pub out: PathBuf,
+    pub device: Device,
+    pub data_root: PathBuf,
+    pub resume: bool,
+    pub log: LogFormat,
+    /// Stop after this many optimiser steps (tests and smoke runs); the schedule still spans
+    /// the file's epochs.
+    pub max_steps: Option<u64>,
+    /// Skip the final evaluation.
+    pub skip_eval: bool,
+    /// The resolved model as JSON, stored in the run folder and in checkpoints.
+    pub source: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Data(#[from] data::DataError),
+    #[error(transparent)]
+    Checkpoint(#[from] checkpoint::CheckpointError),
+    #[error("lowering failed: {0}")]
+    Lower(String),
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    #[error("the loss became {value} at step {step} (epoch {epoch}); the last good checkpoint is kept in {}", .run.display())]
+    NonFiniteLoss { value: f64, step: u64, epoch: u64, run: PathBuf },
+    #[error("the dataset has {images} training images, fewer than one effective batch of {batch}")]
+    TooFewImages { images: usize, batch: usize },
+    #[error("evaluation needs labels but split `{split}` has none")]
+    NoLabels { split: String },
+    #[error("--resume given but {} holds no checkpoint", .run.display())]
+    NothingToResume { run: PathBuf },
+    #[error(transparent)]
+    Metrics(#[from] crate::train::metrics::MetricsError),
+    #[error("torch error: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> TrainError {
+    let what = what.into();
+    move |source| TrainError::Io { what, source }
+}
+
+/// What a finished run reports.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Summary {
+    pub model: String,
+    pub steps: u64,
+    pub epochs: u64,
+    pub seconds: f64,
+    pub final_loss: Option<f64>,
+    pub collapse_std: Option<f64>,
+    pub healthy_std: f64,
+    pub knn: Option<Accuracy>,
+    pub linear: Option<Accuracy>,
+    pub random_init_knn: Option<Accuracy>,
+    pub pixels_knn: Option<Accuracy>,
+}
+
+/// The training data on the device, with labels when the split has them.
+pub struct DeviceData {
+    pub images: Tensor,
+    pub labels: Option<Tensor>,
+    pub len: usize,
+    pub classes: usize,
+}
+
+impl DeviceData {
+    pub fn new(set: &ImageSet, device: Device) -> DeviceData {
+        DeviceData {
+            images: data::to_tensor(set, device),
+            labels: set
+                .labels
+                .as_ref()
+                .map(|labels| Tensor::from_slice(&labels.iter().map(|&l| l as i64).collect::<Vec<_>>()).to_device(device)),
+            len: set.len,
+            classes: set.classes.len().max(1),
+        }
+    }
+}
+
+/// Loads one split of the model's dataset.
+pub fn load_split(config: &DataConfig, root: &Path, split: &str, limit: Option<usize>) -> Result<ImageSet, TrainError> {
+    Ok(data::load(config, root, split, &LoadOptions { limit, ..LoadOptions::default() })?)
+}
+
+/// The online model with everything it needs to take a step.
+struct Trainer<'a> {
+    valid: &'a ValidModel,
+    vs: nn::VarStore,
+    network: Network,
+    optimizer: Optimizer,
+    augmenters: Vec<Augmenter>,
+    seed: u64,
+}
+
+fn model_augmenters(valid: &ValidModel) -> Result<Vec<Augmenter>, TrainError> {
+    let model = valid.model();
+    valid
+        .views()
+        .iter()
+        .map(|&view| {
+            let crate::ir::NodeKind::View { pipeline } = &model.graph[view].kind else {
+                unreachable!("views() holds view nodes")
+            };
+            Ok(Augmenter::new(&model.pipelines[pipeline], model.data.channels)?)
+        })
+        .collect()
+}
+
+fn build_network(valid: &ValidModel, device: Device, seed: u64) -> Result<(nn::VarStore, Network), TrainError> {
+    tch::manual_seed(seed::derive(seed, 0, Purpose::Init) as i64);
+    let vs = nn::VarStore::new(device);
+    let network = Network::new(&vs.root(), valid).map_err(|e| TrainError::Lower(e.to_string()))?;
+    Ok((vs, network))
+}
+
+/// Named trainable parameters in a stable order.
+fn trainable(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
+    let mut named: Vec<(String, Tensor)> =
+        vs.variables().into_iter().filter(|(_, tensor)| tensor.requires_grad()).collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    named
+}
+
+/// Every variable (parameters, buffers, EMA copies, banks) in a stable order.
+fn all_variables(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
+    let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    named
+}
+
+/// A hash of the parameter names and shapes, so a checkpoint of another model is refused.
+fn fingerprint(vs: &nn::VarStore) -> String {
+    let shapes: Vec<(String, Vec<i64>)> = all_variables(vs).into_iter().map(|(name, tensor)| (name, tensor.size())).collect();
+    checkpoint::fingerprint(&shapes)
+}
+
+/// Schedule geometry derived from the model and the dataset size.
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    batch: usize,
+    accumulate: usize,
+    steps_per_epoch: u64,
+    total_steps: u64,
+    warmup_steps: u64,
+    peak_lr: f64,
+}
+
+fn geometry(model: &Model, images: usize) -> Result<Geometry, TrainError> {
+    let batch = model.data.batch_size;
+    let accumulate = model.optim.accumulate.max(1);
+    let effective = batch * accumulate;
+    let steps_per_epoch = (images / effective) as u64;
+    if steps_per_epoch == 0 {
+        return Err(TrainError::TooFewImages { images, batch: effective });
+    }
+    let total_steps = steps_per_epoch * model.train.epochs as u64;
+    let warmup_steps = (model.optim.warmup_epochs * steps_per_epoch as f64).round() as u64;
+    Ok(Geometry {
+        batch,
+        accumulate,
+        steps_per_epoch,
+        total_steps,
+        warmup_steps,
+        peak_lr: model.optim.lr.resolve(effective),
+    })
+}
+
+/// Trains `valid` into `options.out`, then evaluates it. Returns the run's summary.
+pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, TrainError> {
+    let model = valid.model();
+    let started = Instant::now();
+    std::fs::create_dir_all(options.out.join("checkpoints")).map_err(io(format!("cannot create {}", options.out.display())))?;
+    std::fs::write(options.out.join("model.json"), &options.source).map_err(io("cannot write model.json"))?;
+
+    let train_set = load_split(&model.data, &options.data_root, &model.data.train_split, model.data.limit)?;
+    let data = DeviceData::new(&train_set, options.device);
+    let geo = geometry(model, data.len)?;
+    let seed_value = model.train.seed;
+
+    let (vs, network) = build_network(valid, options.device, seed_value)?;
+    let optimizer = Optimizer::new(&model.optim, trainable(&vs));
+    let mut trainer = Trainer { valid, vs, network, optimizer, augmenters: model_augmenters(valid)?, seed: seed_value };
+
+    let mut step: u64 = 0;
+    if options.resume {
+        let Some(path) = checkpoint::latest(&options.out) else {
+            return Err(TrainError::NothingToResume { run: options.out.clone() });
+        };
+        step = trainer.restore(&path, options.device)?;
+    }
+
+    let metrics_path = options.out.join("metrics.jsonl");
+    let mut metrics = MetricsWriter::open(&metrics_path)?;
+    let progress = Progress::new(options.log, geo.total_steps, step);
+    let last_step = options.max_steps.map_or(geo.total_steps, |max| geo.total_steps.min(max));
+    let mut epoch_stats = EpochStats::default();
+    let mut last_loss = None;
+    let mut window = Instant::now();
+
+    while step < last_step {
+        let epoch = step / geo.steps_per_epoch;
+        let order = seed::permutation(data.len, seed::derive(seed_value, epoch, Purpose::DataOrder));
+        let position = (step % geo.steps_per_epoch) as usize * geo.batch * geo.accumulate;
+        let lr = schedule::learning_rate(step as usize, geo.total_steps as usize, geo.warmup_steps as usize, geo.peak_lr, model.optim.schedule);
+        let outcome = trainer.step(&data, &order[position..position + geo.batch * geo.accumulate], geo, step, lr, model.train.precision)?;
+        if !outcome.loss.is_finite() {
+            return Err(TrainError::NonFiniteLoss { value: outcome.loss, step, epoch, run: options.out.clone() });
+        }
+        step += 1;
+        last_loss = Some(outcome.loss);
+        epoch_stats.add(&outcome);
+        let images_per_s = (geo.batch * geo.accumulate) as f64 / window.elapsed().as_secs_f64().max(1e-9);
+        window = Instant::now();
+        let record = Record::Step {
+            step,
+            epoch,
+            loss: outcome.loss,
+            terms: outcome.terms.clone(),
+            lr,
+            ema_momentum: outcome.ema_momentum,
+            images_per_s,
+            grad_norm: outcome.grad_norm,
+        };
+        progress.step(&record);
+        metrics.write(&record)?;
+
+        let epoch_done = step % geo.steps_per_epoch == 0;
+        if epoch_done {
+            let finished_epoch = step / geo.steps_per_epoch;
+            let knn_every = model.train.knn_every;
+            let knn_top1 = if knn_every > 0 && finished_epoch % knn_every as u64 == 0 && finished_epoch < model.train.epochs as u64 {
+                quick_knn(&trainer, &data, options, model)?
+            } else {
+                None
+            };
+            let record = epoch_stats.finish(finished_epoch, knn_top1);
+            progress.epoch(&record);
+            metrics.write(&record)?;
+            let every = model.train.checkpoint_every.max(1) as u64;
+            if finished_epoch % every == 0 || step == geo.total_steps {
+                trainer.save(&options.out, step, finished_epoch, options)?;
+            }
+        }
+    }
+    if step % geo.steps_per_epoch != 0 || step == 0 {
+        // Stopped by --max-steps inside an epoch: keep the progress.
+        trainer.save(&options.out, step, step / geo.steps_per_epoch, options)?;
+    }
+    progress.finish();
+
+    let mut summary = Summary {
+        model: model.name.clone(),
+        steps: step,
+        epochs: step / geo.steps_per_epoch,
+        final_loss: last_loss,
+        collapse_std: epoch_stats.last_collapse,
+        healthy_std: trainer.projection_width().map_or(0.0, |d| 1.0 / (d as f64).sqrt()),
+        ..Summary::default()
+    };
+    if !options.skip_eval {
+        evaluate(&trainer, &train_set, &data, options, &mut summary)?;
+        metrics
+            .write(&Record::Eval {
+                step: Some(step),
+                random_init_linear_top1: None,
+                knn_top1: summary.knn.map(|a| a.top1),
+                knn_top5: summary.knn.map(|a| a.top5),
+                linear_top1: summary.linear.map(|a| a.top1),
+                linear_top5: summary.linear.map(|a| a.top5),
+                random_init_knn_top1: summary.random_init_knn.map(|a| a.top1),
+                pixels_knn_top1: summary.pixels_knn.map(|a| a.top1),
+            })
+            ?;
+    }
+    summary.seconds = started.elapsed().as_secs_f64();
+    let json = serde_json::to_string_pretty(&summary).expect("summary serialises");
+    std::fs::write(options.out.join("summary.json"), json).map_err(io("cannot write summary.json"))?;
+    Ok(summary)
+}
+
+/// What one optimiser step reports.
+struct StepOutcome {
+    loss: f64,
+    terms: std::collections::BTreeMap<String, f64>,
+    ema_momentum: Option<f64>,
+    grad_norm: Option<f64>,
+    collapse_std: f64,
+    nn_match: Option<f64>,
+}
+
+impl Trainer<'_> {
+    /// One optimiser step over `indices` (accumulate × batch dataset indices).
+    fn step(&mut self, data: &DeviceData, indices: &[usize], geo: Geometry, step: u64, lr: f64, precision: Precision) -> Result<StepOutcome, TrainError> {
+        let _ = precision; // Mixed precision is applied inside the network where supported.
+        self.optimizer.zero_grad();
+        let mut loss_sum = 0.0;
+        let mut terms = std::collections::BTreeMap::new();
+        let mut collapse = 0.0;
+        let mut nn_match: Option<f64> = None;
+        for micro in 0..geo.accumulate {
+            let chunk = &indices[micro * geo.batch..(micro + 1) * geo.batch];
+            let index_tensor = Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>()).to_device(data.images.device());
+            let batch = data.images.index_select(0, &index_tensor);
+            let micro_step = step * geo.accumulate as u64 + micro as u64;
+            let views: Vec<Tensor> = self
+                .augmenters
+                .iter()
+                .enumerate()
+                .map(|(view, augmenter)| augmenter.apply(&batch, seed::derive(self.seed, micro_step, Purpose::View(view as u32))))
+                .collect();
+            tch::manual_seed(seed::derive(self.seed, micro_step, Purpose::Network) as i64);
+            let output = self.network.forward(&views, &index_tensor, true);
+            let scaled = &output.total / geo.accumulate as f64;
+            scaled.backward();
+            loss_sum += output.total.double_value(&[]) / geo.accumulate as f64;
+            for (name, value) in &output.terms {
+                *terms.entry(name.clone()).or_insert(0.0) += value.double_value(&[]) / geo.accumulate as f64;
+            }
+            collapse += output.projection.std_dim(Some(&[0i64][..]), false, false).mean(Kind::Float).double_value(&[]) / geo.accumulate as f64;
+            if let (Some((neighbours, queries)), Some(labels)) = (&output.nn_hits, &data.labels) {
+                let valid = neighbours.ge(0);
+                let count = valid.sum(Kind::Int64).int64_value(&[]);
+                if count > 0 {
+                    let neighbour_labels = labels.index_select(0, &neighbours.clamp_min(0));
+                    let query_labels = labels.index_select(0, queries);
+                    let same = neighbour_labels.eq_tensor(&query_labels).logical_and(&valid).sum(Kind::Int64).int64_value(&[]);
+                    let fraction = same as f64 / count as f64 / geo.accumulate as f64;
+                    *nn_match.get_or_insert(0.0) += fraction;
+                }
+            }
+        }
+        let grad_norm = match self.valid.model().optim.clip_grad_norm {
+            Some(max) => Some(self.optimizer.clip_grad_norm(max)),
+            None => None,
+        };
+        self.optimizer.step(lr);
+        let progress = (step + 1) as f64 / geo.total_steps.max(1) as f64;
+        let ema_momentum = self.network.update_targets(progress);
+        Ok(StepOutcome { loss: loss_sum, terms, ema_momentum, grad_norm, collapse_std: collapse, nn_match })
+    }
+
+    fn projection_width(&self) -> Option<usize> {
+        self.valid.terms().first().and_then(|term| match self.valid.shape(term.left) {
+            crate::ir::FeatureShape::Vector { width, .. } => Some(width),
+            crate::ir::FeatureShape::Image { .. } => None,
+        })
+    }
+
+    fn save(&self, run: &Path, step: u64, epoch: u64, options: &TrainOptions) -> Result<(), TrainError> {
+        let mut tensors: Vec<(String, Tensor)> =
+            all_variables(&self.vs).into_iter().map(|(name, tensor)| (format!("model/{name}"), tensor)).collect();
+        tensors.extend(self.optimizer.state());
+        let meta = CheckpointMeta {
+            format_version: checkpoint::FORMAT_VERSION,
+            extra: Default::default(),
+            model_name: self.valid.model().name.clone(),
+            step,
+            epoch,
+            position: 0,
+            seed: self.seed,
+            source: options.source.clone(),
+            fingerprint: fingerprint(&self.vs),
+        };
+        let path = run.join("checkpoints").join(format!("step-{step:09}.safetensors"));
+        checkpoint::save(&path, &Checkpoint { tensors, meta })?;
+        Ok(())
+    }
+
+    /// Loads the checkpoint at `path` into the model and optimiser; returns its step.
+    fn restore(&mut self, path: &Path, device: Device) -> Result<u64, TrainError> {
+        let ckpt = checkpoint::load(path, device)?;
+        let expected: Vec<(String, Vec<i64>)> =
+            all_variables(&self.vs).into_iter().map(|(name, tensor)| (format!("model/{name}"), tensor.size())).collect();
+        checkpoint::check_compatible(&ckpt, &expected)?;
+        let variables = self.vs.variables();
+        tch::no_grad(|| {
+            for (name, tensor) in &ckpt.tensors {
+                if let Some(stripped) = name.strip_prefix("model/") {
+                    if let Some(target) = variables.get(stripped) {
+                        let mut target = target.shallow_clone();
+                        target.copy_(tensor);
+                    }
+                }
+            }
+        });
+        let optimizer_state: Vec<(String, Tensor)> =
+            ckpt.tensors.iter().filter(|(name, _)| !name.starts_with("model/")).map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
+        self.optimizer.load_state(&optimizer_state)?;
+        Ok(ckpt.meta.step)
+    }
+
+    /// Backbone features of every image, in order, with the evaluation transform.
+    fn features(&self, images: &Tensor, augmenter: &Augmenter) -> Tensor {
+        backbone_features(&self.network, images, augmenter)
+    }
+}
+
+/// Frozen backbone features of `images` in chunks.
+fn backbone_features(network: &Network, images: &Tensor, augmenter: &Augmenter) -> Tensor {
+    let len = images.size()[0];
+    let chunk = 512;
+    let mut parts = Vec::new();
+    tch::no_grad(|| {
+        let mut start = 0;
+        while start < len {
+            let end = (start + chunk).min(len);
+            let batch = augmenter.eval_transform(&images.narrow(0, start, end - start));
+            parts.push(network.backbone(&batch).to_kind(Kind::Float));
+            start = end;
+        }
+    });
+    Tensor::cat(&parts, 0)
+}
+
+fn quick_knn(trainer: &Trainer, data: &DeviceData, options: &TrainOptions, model: &Model) -> Result<Option<f64>, TrainError> {
+    let (Some(knn), Some(train_labels)) = (&model.eval.knn, &data.labels) else {
+        return Ok(None);
+    };
+    let test_set = load_split(&model.data, &options.data_root, &model.data.test_split, None)?;
+    let test = DeviceData::new(&test_set, options.device);
+    let Some(test_labels) = &test.labels else {
+        return Ok(None);
+    };
+    let augmenter = &trainer.augmenters[0];
+    let train_features = trainer.features(&data.images, augmenter);
+    let test_features = trainer.features(&test.images, augmenter);
+    Ok(Some(eval::knn(&train_features, train_labels, &test_features, test_labels, knn.k, knn.temperature, data.classes).top1))
+}
+
+/// The final evaluation: kNN and linear probe of the trained backbone, and the baselines.
+fn evaluate(trainer: &Trainer, train_set: &ImageSet, data: &DeviceData, options: &TrainOptions, summary: &mut Summary) -> Result<(), TrainError> {
+    let model = trainer.valid.model();
+    if model.eval.knn.is_none() && model.eval.linear.is_none() {
+        return Ok(());
+    }
+    let train_labels = data.labels.as_ref().ok_or_else(|| TrainError::NoLabels { split: model.data.train_split.clone() })?;
+    let test_set = load_split(&model.data, &options.data_root, &model.data.test_split, None)?;
+    let test = DeviceData::new(&test_set, options.device);
+    let test_labels = test.labels.as_ref().ok_or_else(|| TrainError::NoLabels { split: model.data.test_split.clone() })?;
+    let augmenter = &trainer.augmenters[0];
+    let classes = train_set.classes.len().max(test_set.classes.len()).max(1);
+    let train_features = trainer.features(&data.images, augmenter);
+    let test_features = trainer.features(&test.images, augmenter);
+
+    if let Some(knn) = &model.eval.knn {
+        summary.knn = Some(eval::knn(&train_features, train_labels, &test_features, test_labels, knn.k, knn.temperature, classes));
+        // Baselines: the same encoder at random initialisation, and raw pixels.
+        let (_vs, random_network) = build_network(trainer.valid, options.device, model.train.seed ^ 0x5EED)?;
+        let random_train = backbone_features(&random_network, &data.images, augmenter);
+        let random_test = backbone_features(&random_network, &test.images, augmenter);
+        summary.random_init_knn = Some(eval::knn(&random_train, train_labels, &random_test, test_labels, knn.k, knn.temperature, classes));
+        let pixels = |images: &Tensor| augmenter.eval_transform(images).flatten(1, -1).to_kind(Kind::Float);
+        summary.pixels_knn = Some(eval::knn(&pixels(&data.images), train_labels, &pixels(&test.images), test_labels, knn.k, knn.temperature, classes));
+    }
+    if let Some(linear) = &model.eval.linear {
+        let seed = seed::derive(model.train.seed, 0, Purpose::Probe);
+        summary.linear = Some(eval::linear_probe_features(&train_features, train_labels, &test_features, test_labels, linear, classes, seed));
+    }
+    Ok(())
+}
+
+/// Per-epoch accumulation of the collapse monitor and loss.
+#[derive(Default)]
+struct EpochStats {
+    started: Option<Instant>,
+    steps: u64,
+    loss: f64,
+    collapse: f64,
+    nn_match: f64,
+    nn_steps: u64,
+    last_collapse: Option<f64>,
+}
+
+impl EpochStats {
+    fn add(&mut self, outcome: &StepOutcome) {
+        self.started.get_or_insert_with(Instant::now);
+        self.steps += 1;
+        self.loss += outcome.loss;
+        self.collapse += outcome.collapse_std;
+        if let Some(fraction) = outcome.nn_match {
+            self.nn_match += fraction;
+            self.nn_steps += 1;
+        }
+    }
+
+    fn finish(&mut self, epoch: u64, knn_top1: Option<f64>) -> Record {
+        let steps = self.steps.max(1) as f64;
+        let collapse = self.collapse / steps;
+        self.last_collapse = Some(collapse);
+        let record = Record::Epoch {
+            epoch,
+            loss: self.loss / steps,
+            collapse_std: Some(collapse),
+            nn_label_match: (self.nn_steps > 0).then(|| self.nn_match / self.nn_steps as f64),
+            knn_top1,
+            seconds: self.started.map_or(0.0, |s| s.elapsed().as_secs_f64()),
+        };
+        let last = self.last_collapse;
+        *self = EpochStats { last_collapse: last, ..EpochStats::default() };
+        record
+    }
+}
+
+/// Progress output: an indicatif bar on a terminal, plain or JSON lines otherwise.
+struct Progress {
+    format: LogFormat,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    fn new(format: LogFormat, total: u64, position: u64) -> Progress {
+        use std::io::IsTerminal;
+        let format = match format {
+            LogFormat::Auto if std::io::stderr().is_terminal() => LogFormat::Auto,
+            LogFormat::Auto => LogFormat::Plain,
+            other => other,
+        };
+        let bar = (format == LogFormat::Auto).then(|| {
+            let bar = indicatif::ProgressBar::new(total);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  eta {eta}")
+                    .expect("template is valid"),
+            );
+            bar.set_position(position);
+            bar
+        });
+        Progress { format, bar }
+    }
+
+    fn step(&self, record: &Record) {
+        let Record::Step { step, loss, terms, lr, images_per_s, .. } = record else { return };
+        match self.format {
+            LogFormat::Auto => {
+                if let Some(bar) = &self.bar {
+                    bar.set_position(*step);
+                    let terms: Vec<String> = terms.iter().map(|(k, v)| format!("{k} {v:.3}")).collect();
+                    bar.set_message(format!("loss {loss:.4} [{}] lr {lr:.4} {images_per_s:.0} img/s", terms.join(", ")));
+                }
+            }
+            LogFormat::Plain => {
+                if *step % 50 == 0 || *step == 1 {
+                    eprintln!("step {step:>7}  loss {loss:.4}  lr {lr:.5}  {images_per_s:.0} img/s");
+                }
+            }
+            LogFormat::Json => println!("{}", serde_json::to_string(record).expect("records serialise")),
+            LogFormat::Quiet => {}
+        }
+    }
+
+    fn epoch(&self, record: &Record) {
+        let Record::Epoch { epoch, loss, collapse_std, nn_label_match, knn_top1, seconds } = record else { return };
+        let mut line = format!("epoch {epoch:>4}  loss {loss:.4}  {seconds:.1}s");
+        if let Some(std) = collapse_std {
+            line += &format!("  proj std {std:.4}");
+        }
+        if let Some(m) = nn_label_match {
+            line += &format!("  nn label match {:.1}%", m * 100.0);
+        }
+        if let Some(k) = knn_top1 {
+            line += &format!("  knn {k:.2}%");
+        }
+        match self.format {
+            LogFormat::Auto => match &self.bar {
+                Some(bar) => bar.println(line),
+                None => eprintln!("{line}"),
+            },
+            LogFormat::Plain => eprintln!("{line}"),
+            LogFormat::Json => println!("{}", serde_json::to_string(record).expect("records serialise")),
+            LogFormat::Quiet => {}
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// A few lines describing what will be trained: modules, parameters, terms, schedule.
+pub fn describe(valid: &ValidModel) -> String {
+    let model = valid.model();
+    let mut lines = Vec::new();
+    let plan = crate::lower::plan(valid);
+    lines.push(format!(
+        "  {} loss term(s), combine {:?}; batch {} × accumulate {}; {} epochs; lr {} ({:?}); seed {}",
+        valid.term_count(),
+        model.combine,
+        model.data.batch_size,
+        model.optim.accumulate,
+        model.train.epochs,
+        model.optim.lr.value,
+        model.optim.lr.scaling,
+        model.train.seed
+    ));
+    lines.push(format!("  {} trainable parameters", plan.trainable));
+    lines.join("\n")
+}
+
+/// Evaluates the latest checkpoint of `run` (kNN and/or linear probe) and the baselines.
+pub fn evaluate_run(valid: &ValidModel, run: &Path, device: Device, data_root: &Path, knn: bool, linear: bool) -> Result<Summary, TrainError> {
+    let mut model = valid.model().clone();
+    if !knn {
+        model.eval.knn = None;
+    }
+    if !linear {
+        model.eval.linear = None;
+    }
+    let valid = crate::valid::validate(model).map_err(|_| TrainError::Lower("the stored model no longer validates".into()))?;
+    let model = valid.model();
+    let path = checkpoint::latest(run).ok_or_else(|| TrainError::NothingToResume { run: run.to_path_buf() })?;
+    let (vs, network) = build_network(&valid, device, model.train.seed)?;
+    let optimizer = Optimizer::new(&model.optim, trainable(&vs));
+    let mut trainer = Trainer { valid: &valid, vs, network, optimizer, augmenters: model_augmenters(&valid)?, seed: model.train.seed };
+    let step = trainer.restore(&path, device)?;
+    let train_set = load_split(&model.data, data_root, &model.data.train_split, model.data.limit)?;
+    let data = DeviceData::new(&train_set, device);
+    let options = TrainOptions {
+        out: run.to_path_buf(),
+        device,
+        data_root: data_root.to_path_buf(),
+        resume: true,
+        log: LogFormat::Quiet,
+        max_steps: None,
+        skip_eval: false,
+        source: String::new(),
+    };
+    let mut summary = Summary { model: model.name.clone(), steps: step, ..Summary::default() };
+    evaluate(&trainer, &train_set, &data, &options, &mut summary)?;
+    Ok(summary)
+}
+
+/// Writes the backbone's tensors of the latest checkpoint of `run` under torchvision's names
+/// (the module prefix stripped); returns how many tensors were written.
+pub fn export_backbone(valid: &ValidModel, run: &Path, out: &Path) -> Result<usize, TrainError> {
+    let path = checkpoint::latest(run).ok_or_else(|| TrainError::NothingToResume { run: run.to_path_buf() })?;
+    let ckpt = checkpoint::load(&path, Device::Cpu)?;
+    let (_vs, network) = build_network(valid, Device::Cpu, 0)?;
+    let prefix = format!("model/{}.", network.backbone_name());
+    let tensors: Vec<(String, Tensor)> = ckpt
+        .tensors
+        .iter()
+        .filter_map(|(name, tensor)| name.strip_prefix(&prefix).map(|short| (short.to_string(), tensor.shallow_clone())))
+        .collect();
+    let count = tensors.len();
+    Tensor::write_safetensors(&tensors, out)?;
+    Ok(count)
+}
