@@ -228,7 +228,9 @@ pub fn validate(mut model: Model) -> Result<ValidModel, Vec<Problem>> {
         }
         ancestors.insert(node, own_ancestors);
         let input_shape = input.and_then(|i| shapes.get(&i).copied());
-        let input_grad = input.map(|i| gradient[&i]).unwrap_or(false);
+        let input_grad = input
+            .and_then(|i| gradient.get(&i).copied())
+            .unwrap_or(false);
         let input_trained = input
             .and_then(|i| trained.get(&i).cloned())
             .unwrap_or_default();
