@@ -226,3 +226,19 @@ fn errors_are_sorted_and_all_reported() {
     assert_eq!(starts, sorted);
     assert!(report.error_count() >= 4, "{:?}", report.codes());
 }
+
+#[test]
+fn dot_marks_stopgrad_fa_and_ema() {
+    root();
+    let compiled = compile_file(Path::new("models/quickstart.fa"), &[]).expect("valid");
+    let dot = fa::graph::to_dot(&compiled.cells[0].1);
+    assert!(dot.starts_with("digraph \"quickstart\" {"));
+    assert!(
+        dot.contains("\"positive.3\" -> \"augmented\" [style=dashed"),
+        "{dot}"
+    );
+    assert!(dot.contains("\"augmented\" [label=") && dot.contains("shape=diamond"));
+    let byol = compile_file(Path::new("models/baselines/byol.fa"), &[]).expect("valid");
+    let dot = fa::graph::to_dot(&byol.cells[0].1);
+    assert!(dot.contains("shape=doubleoctagon"), "{dot}");
+}
