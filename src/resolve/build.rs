@@ -198,6 +198,21 @@ pub fn build(
             );
         }
     }
+    // Unused definitions of the main file are still checked, then left out of the model.
+    let used = builder.used_names.clone();
+    for (name, def) in &program.modules {
+        if def.main && !used.contains(name) {
+            builder.module(name, diags);
+        }
+    }
+    for (name, def) in &program.pipelines {
+        if def.main && !used.contains(name) {
+            builder.pipeline(name, def.name.span, &mut Vec::new(), diags);
+        }
+    }
+    builder.modules.retain(|name, _| used.contains(name));
+    builder.pipelines.retain(|name, _| used.contains(name));
+    builder.used_names = used;
     for (name, def) in &program.modules {
         if def.main && !builder.used_names.contains(name) {
             diags.push(

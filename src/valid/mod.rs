@@ -94,6 +94,9 @@ impl ValidModel {
     }
 }
 
+/// The most dataflow nodes a model may have.
+pub const MAX_NODES: usize = 10_000;
+
 /// The number of training images, when known: `data.limit`, or the size of a known dataset.
 pub fn dataset_size(model: &Model) -> Option<usize> {
     let known = known_size(&model.data.path);
@@ -140,6 +143,18 @@ fn warning(
 pub fn validate(mut model: Model) -> Result<ValidModel, Vec<Problem>> {
     let mut problems = Vec::new();
     let graph = &model.graph;
+    // Gradient and ancestor analysis is quadratic in the node count; no model is this big.
+    if graph.node_count() > MAX_NODES {
+        return Err(vec![error(
+            "fa::valid::too_large",
+            model.span,
+            format!(
+                "the dataflow has {} nodes, more than the limit of {MAX_NODES}",
+                graph.node_count()
+            ),
+            "this model",
+        )]);
+    }
 
     // Arity: hand-built graphs can get this wrong; resolve never does.
     for node in graph.node_indices() {
@@ -228,7 +243,9 @@ pub fn validate(mut model: Model) -> Result<ValidModel, Vec<Problem>> {
         }
         ancestors.insert(node, own_ancestors);
         let input_shape = input.and_then(|i| shapes.get(&i).copied());
-        let input_grad = input.map(|i| gradient[&i]).unwrap_or(false);
+        let input_grad = input
+            .and_then(|i| gradient.get(&i).copied())
+            .unwrap_or(false);
         let input_trained = input
             .and_then(|i| trained.get(&i).cloned())
             .unwrap_or_default();
