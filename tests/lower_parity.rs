@@ -70,7 +70,7 @@ fn load_synthetic(store: &nn::VarStore, prefix: &str) {
         for (name, tensor) in store.variables() {
             let local = name.strip_prefix(&format!("{prefix}.")).expect("prefixed");
             let value = synthetic(local, &tensor.size());
-            let _ = tensor.shallow_clone().copy_(&value);
+            tensor.shallow_clone().copy_(&value);
         }
     });
 }

@@ -137,7 +137,7 @@ impl Network {
                 let sources = &online_tensors[member];
                 tch::no_grad(|| {
                     for ((source, _), (copy, buffer)) in sources.iter().zip(&registry.tensors) {
-                        let _ = copy.shallow_clone().copy_(source);
+                        copy.shallow_clone().copy_(source);
                         if *buffer {
                             buffers.push((source.shallow_clone(), copy.shallow_clone()));
                         } else {
@@ -279,7 +279,7 @@ impl Network {
             .reduce(|a, b| a + b)
             .unwrap_or_else(|| Tensor::zeros([], (tch::Kind::Float, self.device)));
         if model.combine == Combine::Mean {
-            total = total / self.valid.term_count().max(1) as f64;
+            total /= self.valid.term_count().max(1) as f64;
         }
 
         let projection = projection_node(&self.valid)
@@ -456,7 +456,7 @@ impl Network {
                     let _ = copy.g_add_(&(online.detach() * (1.0 - momentum)));
                 }
                 for (online, copy) in &target.buffers {
-                    let _ = copy.shallow_clone().copy_(online);
+                    copy.shallow_clone().copy_(online);
                 }
                 used.get_or_insert(momentum);
             }
