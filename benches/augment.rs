@@ -119,12 +119,41 @@ fn torchvision_rate(images: &Tensor, size: usize) -> Result<(f64, f64, String), 
     ))
 }
 
+/// The CPU's model name from /proc/cpuinfo (what `lscpu` shows).
+fn cpu_model() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = info.lines().find_map(|line| {
+        line.strip_prefix("model name")
+            .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_string())
+    });
+    let cores = info
+        .lines()
+        .filter(|line| line.starts_with("processor"))
+        .count();
+    format!(
+        "{} × {cores}",
+        model.unwrap_or_else(|| "unknown".to_string())
+    )
+}
+
+/// The 1-, 5- and 15-minute load averages: other processes compete with the figures.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
 fn main() {
     let Some(root) = datasets() else {
         println!("skipping: CIFAR-10 archives not found (../shared/datasets/cifar10)");
         return;
     };
-    println!("torch threads: {}", tch::get_num_threads());
+    println!(
+        "cpu: {}, torch threads: {}",
+        cpu_model(),
+        tch::get_num_threads()
+    );
+    println!("load average at start: {}", load_average());
 
     let start = Instant::now();
     match load(&config(32), &root, "train", &LoadOptions::default()) {
@@ -189,4 +218,5 @@ fn main() {
             }
         }
     }
+    println!("load average at end: {}", load_average());
 }

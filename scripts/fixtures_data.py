@@ -12,6 +12,7 @@ import torch
 import torchvision
 import torchvision.transforms.functional as F
 from safetensors.torch import save_file
+from torchvision import transforms as v1
 from torchvision.transforms import InterpolationMode
 
 OUT = pathlib.Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "data" / "torchvision.safetensors"
@@ -50,6 +51,24 @@ def main():
             result = F.resized_crop(images, top, left, height, width, [size, size], interpolation=mode, antialias=True)
             out[f"crop_{name}_{label}"] = result
             out[f"crop_{name}_box"] = torch.tensor([top, left, height, width, size], dtype=torch.float64)
+
+    # RandomResizedCrop's sampling rule. Fallback boxes are deterministic: a scale range
+    # that cannot fit forces them. Rows: height, width, ratio low, ratio high, then
+    # torchvision's (top, left, height, width).
+    fallbacks = []
+    for height, width, low, high in [(40, 60, 3 / 4, 4 / 3), (60, 40, 3 / 4, 4 / 3), (32, 32, 3 / 4, 4 / 3), (100, 37, 0.5, 0.9), (37, 100, 1.5, 2.0), (50, 50, 2.0, 3.0)]:
+        image = torch.zeros(1, height, width)
+        top, left, h, w = v1.RandomResizedCrop.get_params(image, scale=(2.0, 3.0), ratio=(low, high))
+        fallbacks.append([height, width, low, high, top, left, h, w])
+    out["crop_fallbacks"] = torch.tensor(fallbacks, dtype=torch.float64)
+    # Statistics of sampled boxes: mean height, mean width, mean and standard deviation of
+    # the area fraction, over many draws (the Rust test draws its own and compares).
+    torch.manual_seed(7)
+    for side, ratio in [(32, (3 / 4, 4 / 3)), (224, (3 / 4, 4 / 3)), (24, (0.3, 3.0))]:
+        image = torch.zeros(1, side, side)
+        boxes = torch.tensor([v1.RandomResizedCrop.get_params(image, scale=(0.08, 1.0), ratio=ratio) for _ in range(40000)], dtype=torch.float64)
+        area = boxes[:, 2] * boxes[:, 3] / side**2
+        out[f"crop_stats_{side}"] = torch.tensor([side, ratio[0], ratio[1], boxes[:, 2].mean(), boxes[:, 3].mean(), area.mean(), area.std()], dtype=torch.float64)
 
     out = {key: value.contiguous() for key, value in out.items()}
     OUT.parent.mkdir(parents=True, exist_ok=True)

@@ -153,3 +153,78 @@ fn resized_crop_matches_torchvision_antialiased_resize() {
         }
     }
 }
+
+#[test]
+fn crop_fallback_boxes_match_torchvision() {
+    let fixture = Fixture::open();
+    let rows = Vec::<f64>::try_from(&fixture.get("crop_fallbacks").view([-1])).unwrap();
+    for row in rows.chunks_exact(8) {
+        let (height, width) = (row[0] as usize, row[1] as usize);
+        let mut rng = fa::data::rng::CounterRng::new(0, 0, 0);
+        // A scale range above the whole image never fits: ten misses, then the fallback.
+        let got = CropBox::sample(&mut rng, height, width, (2.0, 3.0), (row[2], row[3]));
+        let expected = CropBox {
+            top: row[4] as usize,
+            left: row[5] as usize,
+            height: row[6] as usize,
+            width: row[7] as usize,
+        };
+        assert_eq!(
+            got, expected,
+            "{height}x{width} ratio ({}, {})",
+            row[2], row[3]
+        );
+    }
+}
+
+#[test]
+fn crop_box_statistics_match_torchvision() {
+    // 40,000 draws each side: the standard error of a mean area fraction is about 0.0012, of
+    // a mean side about 0.4% of the side; the bounds are about four combined standard errors.
+    let fixture = Fixture::open();
+    for side in [32, 224, 24] {
+        let stats = Vec::<f64>::try_from(&fixture.get(&format!("crop_stats_{side}"))).unwrap();
+        let ratio = (stats[1], stats[2]);
+        let draws = 40_000;
+        let boxes: Vec<CropBox> = (0..draws)
+            .map(|i| {
+                CropBox::sample(
+                    &mut fa::data::rng::CounterRng::new(99, i, 0),
+                    side,
+                    side,
+                    (0.08, 1.0),
+                    ratio,
+                )
+            })
+            .collect();
+        let mean = |f: &dyn Fn(&CropBox) -> f64| boxes.iter().map(f).sum::<f64>() / draws as f64;
+        let area = |b: &CropBox| (b.height * b.width) as f64 / (side * side) as f64;
+        let (mean_h, mean_w, mean_area) = (
+            mean(&|b| b.height as f64),
+            mean(&|b| b.width as f64),
+            mean(&area),
+        );
+        let std_area = (mean(&|b| (area(b) - mean_area).powi(2))).sqrt();
+        println!("side {side}: heights {mean_h:.3}/{:.3} widths {mean_w:.3}/{:.3} area {mean_area:.4}/{:.4} sd {std_area:.4}/{:.4}", stats[3], stats[4], stats[5], stats[6]);
+        assert!(
+            (mean_h - stats[3]).abs() < 0.012 * side as f64,
+            "side {side}: mean height {mean_h} vs {}",
+            stats[3]
+        );
+        assert!(
+            (mean_w - stats[4]).abs() < 0.012 * side as f64,
+            "side {side}: mean width {mean_w} vs {}",
+            stats[4]
+        );
+        assert!(
+            (mean_area - stats[5]).abs() < 0.007,
+            "side {side}: mean area {mean_area} vs {}",
+            stats[5]
+        );
+        assert!(
+            (std_area - stats[6]).abs() < 0.007,
+            "side {side}: area sd {std_area} vs {}",
+            stats[6]
+        );
+    }
+}

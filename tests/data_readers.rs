@@ -568,6 +568,24 @@ fn cifar100_uses_the_fine_label() {
 }
 
 #[test]
+fn impossible_configurations_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    for (size, channels) in [(0, 3), (32, 2)] {
+        let error = load(
+            &config(DatasetFormat::ImageFolder, "d", size, channels),
+            dir.path(),
+            "train",
+            &LoadOptions::default(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(error, DataError::InvalidConfig { .. }),
+            "{error:?}"
+        );
+    }
+}
+
+#[test]
 fn data_root_prefers_the_flag_then_the_environment() {
     assert_eq!(data_root(Some(Path::new("/x/y"))), PathBuf::from("/x/y"));
     // This is the only test that touches the variable.

@@ -133,6 +133,8 @@ pub enum DataError {
         found: usize,
         declared: usize,
     },
+    #[error("data block: {message}")]
+    InvalidConfig { message: String },
     #[error("pipeline `{pipeline}`: {message}")]
     Pipeline { pipeline: String, message: String },
     #[error("cannot write {path}: {reason}")]
@@ -171,6 +173,16 @@ pub fn load(
     split: &str,
     options: &LoadOptions,
 ) -> Result<ImageSet, DataError> {
+    if cfg.image_size == 0 {
+        return Err(DataError::InvalidConfig {
+            message: "image size must be positive".to_string(),
+        });
+    }
+    if cfg.channels != 1 && cfg.channels != 3 {
+        return Err(DataError::InvalidConfig {
+            message: format!("{} channels: only 1 or 3 are supported", cfg.channels),
+        });
+    }
     let base = root.join(&cfg.path);
     let set = match cfg.format {
         DatasetFormat::Idx => idx::load(&base, split, options)?,
