@@ -154,7 +154,7 @@ pub fn fmt(files: &[PathBuf], check: bool) -> Result<Outcome, CommandError> {
     let mut outcome = Outcome::Success;
     for file in files {
         let source = std::fs::read_to_string(file).map_err(|source| CommandError::Io { path: file.clone(), source })?;
-        let formatted = match format_source(&source) {
+        let formatted = match crate::fmt::format_source(&source) {
             Ok(formatted) => formatted,
             Err(report) => {
                 eprint!("{}", report.render_for_terminal());
@@ -239,7 +239,3 @@ mod no_torch {
 #[cfg(not(feature = "torch"))]
 pub use no_torch::{augment, eval, export, sweep, train};
 
-// The formatter lands with the front end; until then `fmt` leaves files as they are.
-fn format_source(source: &str) -> Result<String, crate::diag::Report> {
-    Ok(source.to_string())
-}

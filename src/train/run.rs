@@ -296,7 +296,7 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
         ..Summary::default()
     };
     if !options.skip_eval {
-        evaluate(&trainer, &train_set, &data, options, &mut summary)?;
+        evaluate(&trainer.evaluator(), &train_set, &data, options, &mut summary)?;
         metrics
             .write(&Record::Eval {
                 step: Some(step),
@@ -427,9 +427,22 @@ impl Trainer<'_> {
         Ok(ckpt.meta.step)
     }
 
+    fn evaluator(&self) -> Evaluator<'_> {
+        Evaluator { valid: self.valid, network: &self.network, augmenters: &self.augmenters }
+    }
+}
+
+/// What evaluation needs of a trained model.
+struct Evaluator<'a> {
+    valid: &'a ValidModel,
+    network: &'a Network,
+    augmenters: &'a [Augmenter],
+}
+
+impl Evaluator<'_> {
     /// Backbone features of every image, in order, with the evaluation transform.
     fn features(&self, images: &Tensor, augmenter: &Augmenter) -> Tensor {
-        backbone_features(&self.network, images, augmenter)
+        backbone_features(self.network, images, augmenter)
     }
 }
 
@@ -451,6 +464,7 @@ fn backbone_features(network: &Network, images: &Tensor, augmenter: &Augmenter) 
 }
 
 fn quick_knn(trainer: &Trainer, data: &DeviceData, options: &TrainOptions, model: &Model) -> Result<Option<f64>, TrainError> {
+    let trainer = trainer.evaluator();
     let (Some(knn), Some(train_labels)) = (&model.eval.knn, &data.labels) else {
         return Ok(None);
     };
@@ -466,7 +480,7 @@ fn quick_knn(trainer: &Trainer, data: &DeviceData, options: &TrainOptions, model
 }
 
 /// The final evaluation: kNN and linear probe of the trained backbone, and the baselines.
-fn evaluate(trainer: &Trainer, train_set: &ImageSet, data: &DeviceData, options: &TrainOptions, summary: &mut Summary) -> Result<(), TrainError> {
+fn evaluate(trainer: &Evaluator, train_set: &ImageSet, data: &DeviceData, options: &TrainOptions, summary: &mut Summary) -> Result<(), TrainError> {
     let model = trainer.valid.model();
     if model.eval.knn.is_none() && model.eval.linear.is_none() {
         return Ok(());
@@ -635,6 +649,17 @@ pub fn describe(valid: &ValidModel) -> String {
     lines.join("\n")
 }
 
+/// Builds the network of `valid` and loads the latest checkpoint of `run` into it.
+pub fn load_network(valid: &ValidModel, run: &Path, device: Device) -> Result<(nn::VarStore, Network, u64), TrainError> {
+    let model = valid.model();
+    let path = checkpoint::latest(run).ok_or_else(|| TrainError::NothingToResume { run: run.to_path_buf() })?;
+    let (vs, network) = build_network(valid, device, model.train.seed)?;
+    let optimizer = Optimizer::new(&model.optim, trainable(&vs));
+    let mut trainer = Trainer { valid, vs, network, optimizer, augmenters: Vec::new(), seed: model.train.seed };
+    let step = trainer.restore(&path, device)?;
+    Ok((trainer.vs, trainer.network, step))
+}
+
 /// Evaluates the latest checkpoint of `run` (kNN and/or linear probe) and the baselines.
 pub fn evaluate_run(valid: &ValidModel, run: &Path, device: Device, data_root: &Path, knn: bool, linear: bool) -> Result<Summary, TrainError> {
     let mut model = valid.model().clone();
@@ -646,11 +671,9 @@ pub fn evaluate_run(valid: &ValidModel, run: &Path, device: Device, data_root: &
     }
     let valid = crate::valid::validate(model).map_err(|_| TrainError::Lower("the stored model no longer validates".into()))?;
     let model = valid.model();
-    let path = checkpoint::latest(run).ok_or_else(|| TrainError::NothingToResume { run: run.to_path_buf() })?;
-    let (vs, network) = build_network(&valid, device, model.train.seed)?;
-    let optimizer = Optimizer::new(&model.optim, trainable(&vs));
-    let mut trainer = Trainer { valid: &valid, vs, network, optimizer, augmenters: model_augmenters(&valid)?, seed: model.train.seed };
-    let step = trainer.restore(&path, device)?;
+    let (_vs, network, step) = load_network(&valid, run, device)?;
+    let augmenters = model_augmenters(&valid)?;
+    let evaluator = Evaluator { valid: &valid, network: &network, augmenters: &augmenters };
     let train_set = load_split(&model.data, data_root, &model.data.train_split, model.data.limit)?;
     let data = DeviceData::new(&train_set, device);
     let options = TrainOptions {
@@ -664,7 +687,7 @@ pub fn evaluate_run(valid: &ValidModel, run: &Path, device: Device, data_root: &
         source: String::new(),
     };
     let mut summary = Summary { model: model.name.clone(), steps: step, ..Summary::default() };
-    evaluate(&trainer, &train_set, &data, &options, &mut summary)?;
+    evaluate(&evaluator, &train_set, &data, &options, &mut summary)?;
     Ok(summary)
 }
 
