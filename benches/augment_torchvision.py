@@ -7,6 +7,7 @@ DataLoader worker does: PIL images through transforms v1, and uint8 tensors thro
 """
 
 import json
+import os
 import sys
 import time
 
@@ -74,6 +75,8 @@ def main():
     raw, n, c, h, w, size, seconds = sys.argv[1], *map(int, sys.argv[2:7]), float(sys.argv[7])
     data = np.fromfile(raw, dtype=np.uint8).reshape(n, c, h, w)
     torch.manual_seed(0)
+    if os.environ.get("FA_BENCH_THREADS"):
+        torch.set_num_threads(int(os.environ["FA_BENCH_THREADS"]))
     pil = [Image.fromarray(image.transpose(1, 2, 0) if c == 3 else image[0]) for image in data]
     tensors = list(torch.from_numpy(data))
     result = {

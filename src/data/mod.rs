@@ -1,8 +1,8 @@
 //! Datasets held in memory as uint8 and the batched, per-sample data augmentation run on them.
 //!
-//! Reading is pure Rust and always compiled: [`load`] turns a [`DataConfig`](crate::ir::DataConfig)
+//! Reading is pure Rust and always compiled: [`load`] turns a [`DataConfig`]
 //! and a data root into an [`ImageSet`] (IDX, CIFAR binary, image folders and their tar
-//! archives). The augmentation ([`Augmenter`]) and the preview grid ([`preview_grid`]) need
+//! archives). The augmentation (`Augmenter`) and the preview grid (`preview_grid`) need
 //! libtorch and sit behind the `torch` feature. See `docs/data.md` for the definitions.
 
 use std::path::{Path, PathBuf};
@@ -166,7 +166,7 @@ pub fn data_root(cli: Option<&Path>) -> PathBuf {
 /// Images whose size differs from `cfg.image_size` are resized to it (centre square, then
 /// resized). `cfg.limit` is not applied here: the caller passes it in `options` for the
 /// splits it should limit. IDX data is returned with 1 channel even when `cfg.channels` is
-/// 3; the [`Augmenter`] replicates it. Colour data where `cfg.channels` is 1 is an error.
+/// 3; the `Augmenter` replicates it. Colour data where `cfg.channels` is 1 is an error.
 pub fn load(
     cfg: &DataConfig,
     root: &Path,

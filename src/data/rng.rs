@@ -16,7 +16,7 @@ pub fn mix(mut z: u64) -> u64 {
 }
 
 /// Hashes a run seed, a step and a view number into one augmentation seed (what the trainer
-/// passes to [`Augmenter::apply`](super::Augmenter::apply)).
+/// passes to `Augmenter::apply`).
 pub fn combine(seed: u64, step: u64, view: u64) -> u64 {
     mix(mix(mix(seed).wrapping_add(step.wrapping_mul(GOLDEN)))
         .wrapping_add(view.wrapping_mul(GOLDEN)))
