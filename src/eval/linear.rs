@@ -30,27 +30,11 @@ fn probe_learning_rate(cfg: &LinearConfig, epoch: usize) -> f64 {
     cfg.lr * 0.1f64.powi(decays as i32)
 }
 
-/// SplitMix64's finaliser, to derive independent per-epoch seeds from the probe's seed.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// The training order of epoch `epoch`: a Fisher–Yates shuffle driven by SplitMix64, on the
-/// host so it is the same on every device and libtorch version.
+/// The training order of epoch `epoch`: the run's deterministic host-side shuffle, so it is
+/// the same on every device and libtorch version.
 fn epoch_order(len: usize, seed: u64, epoch: usize) -> Vec<i64> {
-    let mut order: Vec<i64> = (0..len as i64).collect();
-    let mut state = mix(mix(seed) ^ epoch as u64);
-    for i in (1..len).rev() {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let random = mix(state);
-        // Lemire's multiply-shift maps 32 random bits to 0..=i without a division.
-        let j = ((random >> 32) * (i as u64 + 1)) >> 32;
-        order.swap(i, j as usize);
-    }
-    order
+    let seed = crate::train::seed::derive(seed, epoch as u64, crate::train::seed::Purpose::Probe);
+    crate::train::seed::permutation(len, seed).into_iter().map(|i| i as i64).collect()
 }
 
 /// Linear probe on pre-computed frozen features (the fast mode): see the module

@@ -92,7 +92,15 @@ impl ModelBuilder {
         self
     }
 
+    /// A view drawn with `pipeline`; a pipeline not defined yet is added as a plain
+    /// normalisation, so tests about the graph need not spell one out.
     pub fn view(mut self, name: &str, pipeline: &str) -> ModelBuilder {
+        let channels = self.model.data.channels;
+        self.model.pipelines.entry(pipeline.into()).or_insert_with(|| crate::ir::Pipeline {
+            name: pipeline.into(),
+            ops: vec![crate::ir::AugOp::Normalize { mean: vec![0.5; channels], std: vec![0.5; channels] }],
+            span: Span::default(),
+        });
         self.add(
             name,
             NodeKind::View {

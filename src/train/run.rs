@@ -210,6 +210,9 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
     std::fs::create_dir_all(options.out.join("checkpoints")).map_err(io(format!("cannot create {}", options.out.display())))?;
     std::fs::write(options.out.join("model.json"), &options.source).map_err(io("cannot write model.json"))?;
 
+    if model.train.precision != Precision::F32 && options.log != LogFormat::Quiet {
+        eprintln!("note: mixed precision ({:?}) is not implemented yet; training in float32", model.train.precision);
+    }
     let train_set = load_split(&model.data, &options.data_root, &model.data.train_split, model.data.limit)?;
     let data = DeviceData::new(&train_set, options.device);
     let geo = geometry(model, data.len)?;
@@ -240,7 +243,7 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
         let order = seed::permutation(data.len, seed::derive(seed_value, epoch, Purpose::DataOrder));
         let position = (step % geo.steps_per_epoch) as usize * geo.batch * geo.accumulate;
         let lr = schedule::learning_rate(step as usize, geo.total_steps as usize, geo.warmup_steps as usize, geo.peak_lr, model.optim.schedule);
-        let outcome = trainer.step(&data, &order[position..position + geo.batch * geo.accumulate], geo, step, lr, model.train.precision)?;
+        let outcome = trainer.step(&data, &order[position..position + geo.batch * geo.accumulate], geo, step, lr)?;
         if !outcome.loss.is_finite() {
             return Err(TrainError::NonFiniteLoss { value: outcome.loss, step, epoch, run: options.out.clone() });
         }
@@ -273,6 +276,11 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
             };
             let record = epoch_stats.finish(finished_epoch, knn_top1);
             progress.epoch(&record);
+            if let (Record::Epoch { collapse_std: Some(std), .. }, Some(width)) = (&record, trainer.projection_width()) {
+                if let Some(warning) = collapse_warning(*std, width) {
+                    progress.warn(&warning);
+                }
+            }
             metrics.write(&record)?;
             let every = model.train.checkpoint_every.max(1) as u64;
             if finished_epoch % every == 0 || step == geo.total_steps {
@@ -328,8 +336,7 @@ struct StepOutcome {
 
 impl Trainer<'_> {
     /// One optimiser step over `indices` (accumulate × batch dataset indices).
-    fn step(&mut self, data: &DeviceData, indices: &[usize], geo: Geometry, step: u64, lr: f64, precision: Precision) -> Result<StepOutcome, TrainError> {
-        let _ = precision; // Mixed precision is applied inside the network where supported.
+    fn step(&mut self, data: &DeviceData, indices: &[usize], geo: Geometry, step: u64, lr: f64) -> Result<StepOutcome, TrainError> {
         self.optimizer.zero_grad();
         let mut loss_sum = 0.0;
         let mut terms = std::collections::BTreeMap::new();
@@ -553,6 +560,14 @@ impl EpochStats {
     }
 }
 
+/// A warning when the projections' spread has fallen far below the healthy `1/√d`.
+pub fn collapse_warning(std: f64, width: usize) -> Option<String> {
+    let healthy = 1.0 / (width as f64).sqrt();
+    (std < 0.2 * healthy).then(|| {
+        format!("warning: the projections are collapsing (std {std:.4}, healthy ≈ {healthy:.4}); check stop-gradients, the predictor and the learning rate")
+    })
+}
+
 /// Progress output: an indicatif bar on a terminal, plain or JSON lines otherwise.
 struct Progress {
     format: LogFormat,
@@ -622,6 +637,14 @@ impl Progress {
         }
     }
 
+    fn warn(&self, line: &str) {
+        match (&self.bar, self.format) {
+            (Some(bar), _) => bar.println(line),
+            (None, LogFormat::Json) => println!("{}", serde_json::json!({ "kind": "warning", "message": line })),
+            _ => eprintln!("{line}"),
+        }
+    }
+
     fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
@@ -632,20 +655,46 @@ impl Progress {
 /// A few lines describing what will be trained: modules, parameters, terms, schedule.
 pub fn describe(valid: &ValidModel) -> String {
     let model = valid.model();
-    let mut lines = Vec::new();
     let plan = crate::lower::plan(valid);
-    lines.push(format!(
-        "  {} loss term(s), combine {:?}; batch {} × accumulate {}; {} epochs; lr {} ({:?}); seed {}",
-        valid.term_count(),
-        model.combine,
-        model.data.batch_size,
-        model.optim.accumulate,
-        model.train.epochs,
-        model.optim.lr.value,
-        model.optim.lr.scaling,
-        model.train.seed
-    ));
-    lines.push(format!("  {} trainable parameters", plan.trainable));
+    let data = &model.data;
+    let optim = &model.optim;
+    let effective = data.batch_size * optim.accumulate.max(1);
+    let mut lines = vec![
+        format!(
+            "  data     {:?} `{}` split {} (eval on {}), {}×{}×{}, batch {} × accumulate {}{}",
+            data.format,
+            data.path,
+            data.train_split,
+            data.test_split,
+            data.channels,
+            data.image_size,
+            data.image_size,
+            data.batch_size,
+            optim.accumulate,
+            data.limit.map_or(String::new(), |limit| format!(", first {limit} images"))
+        ),
+        format!("  modules  {} ({} trainable parameters)", model.modules.keys().cloned().collect::<Vec<_>>().join(", "), plan.trainable),
+        format!("  loss     {} term(s) combined {:?}", valid.term_count(), model.combine),
+        format!(
+            "  optim    {:?}, peak lr {:.4} ({} {:?} at effective batch {effective}), momentum {}, weight decay {}, warm-up {} epochs, {:?}{}",
+            optim.kind,
+            optim.lr.resolve(effective),
+            optim.lr.value,
+            optim.lr.scaling,
+            optim.momentum,
+            optim.weight_decay,
+            optim.warmup_epochs,
+            optim.schedule,
+            optim.clip_grad_norm.map_or(String::new(), |clip| format!(", clip {clip}"))
+        ),
+        format!("  train    {} epochs, seed {}, {:?}", model.train.epochs, model.train.seed, model.train.precision),
+    ];
+    if let Some(knn) = &model.eval.knn {
+        lines.push(format!("  eval     kNN k {} T {}", knn.k, knn.temperature));
+    }
+    if let Some(linear) = &model.eval.linear {
+        lines.push(format!("  eval     linear probe {:?}, {} epochs, lr {}", linear.mode, linear.epochs, linear.lr));
+    }
     lines.join("\n")
 }
 
@@ -706,4 +755,18 @@ pub fn export_backbone(valid: &ValidModel, run: &Path, out: &Path) -> Result<usi
     let count = tensors.len();
     Tensor::write_safetensors(&tensors, out)?;
     Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::collapse_warning;
+
+    #[test]
+    fn collapse_is_reported_only_far_below_the_healthy_spread() {
+        // d = 100: healthy std 0.1.
+        assert!(collapse_warning(0.09, 100).is_none());
+        assert!(collapse_warning(0.021, 100).is_none());
+        assert!(collapse_warning(0.019, 100).unwrap().contains("collapsing"));
+        assert!(collapse_warning(0.0, 100).is_some());
+    }
 }

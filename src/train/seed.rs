@@ -30,17 +30,13 @@ impl Purpose {
     }
 }
 
-/// SplitMix64's finaliser: a bijective mix with good avalanche.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+/// SplitMix64's increment; `mix` is its output function (shared with the augmenter's RNG).
+const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+use crate::data::rng::mix;
 
 /// The seed for `purpose` at `step` of a run seeded with `seed`.
 pub fn derive(seed: u64, step: u64, purpose: Purpose) -> u64 {
-    mix(mix(mix(seed) ^ step) ^ purpose.code())
+    mix(mix(mix(seed.wrapping_add(GOLDEN)) ^ step) ^ purpose.code())
 }
 
 /// A small generator for host-side draws (data order).
@@ -51,7 +47,7 @@ impl SplitMix {
         SplitMix(seed)
     }
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        self.0 = self.0.wrapping_add(GOLDEN);
         mix(self.0)
     }
     /// Uniform in `0..bound` (Lemire's multiply-shift; the bias is below 2^-32 for our sizes).

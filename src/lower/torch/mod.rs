@@ -495,10 +495,8 @@ impl Network {
     }
 }
 
-/// The EMA momentum at `progress` ∈ [0, 1]: a cosine from `base` to `final_`.
-pub fn ema_momentum(base: f64, final_: f64, progress: f64) -> f64 {
-    final_ - (final_ - base) * ((std::f64::consts::PI * progress).cos() + 1.0) / 2.0
-}
+/// The EMA momentum schedule lives with the other schedules.
+pub use crate::train::schedule::ema_momentum;
 
 /// The module applied to the first view (not an EMA target), else the first encoder.
 fn backbone_module(valid: &ValidModel) -> Option<String> {
