@@ -191,7 +191,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 pub fn doctor() -> Result<Outcome, CommandError> {
     #[cfg(feature = "torch")]
     {
-        print!("{}", crate::lower::doctor());
+        println!("{}", crate::lower::doctor().trim_end());
         Ok(Outcome::Success)
     }
     #[cfg(not(feature = "torch"))]
@@ -206,7 +206,10 @@ pub fn plot(runs: &[PathBuf], out: &Path) -> Result<Outcome, CommandError> {
     let mut loaded = Vec::new();
     for run in runs {
         let path = run.join("metrics.jsonl");
-        let records = crate::train::metrics::read_metrics(&path).map_err(|e| CommandError::Failed(format!("cannot read {}: {e}", path.display())))?;
+        let records = crate::train::metrics::read_metrics(&path).map_err(|error| match error {
+            crate::train::metrics::MetricsError::Io { path, source } => CommandError::Io { path, source },
+            other => CommandError::Failed(other.to_string()),
+        })?;
         let label = run.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| run.display().to_string());
         loaded.push((label, records));
     }

@@ -735,8 +735,11 @@ pub fn evaluate_run(valid: &ValidModel, run: &Path, device: Device, data_root: &
         skip_eval: false,
         source: String::new(),
     };
-    let mut summary = Summary { model: model.name.clone(), steps: step, ..Summary::default() };
+    let started = Instant::now();
+    let steps_per_epoch = geometry(model, data.len).map_or(1, |geo| geo.steps_per_epoch);
+    let mut summary = Summary { model: model.name.clone(), steps: step, epochs: step / steps_per_epoch, ..Summary::default() };
     evaluate(&evaluator, &train_set, &data, &options, &mut summary)?;
+    summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
 }
 
