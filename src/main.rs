@@ -8,7 +8,11 @@ use fa::commands::{self, Outcome};
 use fa::resolve::Override;
 
 #[derive(Parser)]
-#[command(name = "fa", version, about = "Compile and train self-supervised contrastive models with feature augmentation")]
+#[command(
+    name = "fa",
+    version,
+    about = "Compile and train self-supervised contrastive models with feature augmentation"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -153,13 +157,32 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Check { files, deny_warnings, overrides } => commands::check(&files, &overrides, deny_warnings),
-        Command::Graph { file, format, overrides } => commands::graph(&file, &overrides, matches!(format, GraphFormat::Dot)),
+        Command::Check {
+            files,
+            deny_warnings,
+            overrides,
+        } => commands::check(&files, &overrides, deny_warnings),
+        Command::Graph {
+            file,
+            format,
+            overrides,
+        } => commands::graph(&file, &overrides, matches!(format, GraphFormat::Dot)),
         Command::Fmt { files, check } => commands::fmt(&files, check),
         Command::Expand { file, overrides } => commands::expand(&file, &overrides),
         Command::Lower { file, overrides } => commands::lower(&file, &overrides),
         Command::Doctor => commands::doctor(),
-        Command::Train { file, overrides, out, device, resume, data_root, log_format, max_steps, no_eval, cell } => {
+        Command::Train {
+            file,
+            overrides,
+            out,
+            device,
+            resume,
+            data_root,
+            log_format,
+            max_steps,
+            no_eval,
+            cell,
+        } => {
             let log = match log_format {
                 LogFormat::Auto => commands::Log::Auto,
                 LogFormat::Plain => commands::Log::Plain,
@@ -179,13 +202,36 @@ fn main() -> ExitCode {
                 cell,
             })
         }
-        Command::Eval { run, knn, linear, device, data_root } => commands::eval(&run, knn, linear, &device, data_root.as_deref()),
-        Command::Sweep { file, overrides, seeds, out, device, data_root } => {
-            commands::sweep(&file, &overrides, seeds, out.as_deref(), &device, data_root.as_deref())
-        }
+        Command::Eval {
+            run,
+            knn,
+            linear,
+            device,
+            data_root,
+        } => commands::eval(&run, knn, linear, &device, data_root.as_deref()),
+        Command::Sweep {
+            file,
+            overrides,
+            seeds,
+            out,
+            device,
+            data_root,
+        } => commands::sweep(
+            &file,
+            &overrides,
+            seeds,
+            out.as_deref(),
+            &device,
+            data_root.as_deref(),
+        ),
         Command::Export { run, backbone } => commands::export(&run, &backbone),
         Command::Plot { runs, out } => commands::plot(&runs, &out),
-        Command::Augment { file, view, out, data_root } => commands::augment(&file, view.as_deref(), &out, data_root.as_deref()),
+        Command::Augment {
+            file,
+            view,
+            out,
+            data_root,
+        } => commands::augment(&file, view.as_deref(), &out, data_root.as_deref()),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

@@ -7,8 +7,13 @@ use fa::resolve::{compile_file, Override};
 
 fn cells(path: &Path, overrides: &[&str]) -> Vec<(String, fa::valid::ValidModel)> {
     let overrides: Vec<Override> = overrides.iter().map(|o| o.parse().unwrap()).collect();
-    let compiled = compile_file(path, &overrides).unwrap_or_else(|report| panic!("{}", fa::diag::render(&report, 100, false)));
-    compiled.cells.into_iter().map(|(cell, valid)| (cell.name, valid)).collect()
+    let compiled = compile_file(path, &overrides)
+        .unwrap_or_else(|report| panic!("{}", fa::diag::render(&report, 100, false)));
+    compiled
+        .cells
+        .into_iter()
+        .map(|(cell, valid)| (cell.name, valid))
+        .collect()
 }
 
 fn is_library(path: &Path) -> bool {
@@ -32,7 +37,11 @@ fn the_plan_of_every_model_and_sweep_cell() {
                 text += &plan;
             } else {
                 let operations = plan.split("\nparameters:").next().unwrap_or(&plan);
-                let totals = plan.split("\ntrainable parameters:").nth(1).map(|rest| format!("\ntrainable parameters:{rest}")).unwrap_or_default();
+                let totals = plan
+                    .split("\ntrainable parameters:")
+                    .nth(1)
+                    .map(|rest| format!("\ntrainable parameters:{rest}"))
+                    .unwrap_or_default();
                 text += operations;
                 text += &totals;
             }
@@ -55,9 +64,14 @@ fn every_model_and_sweep_cell_takes_a_finite_forward_and_backward_step() {
         for (name, valid) in cells(path, &["data.image_size=32", "data.batch=4"]) {
             tch::manual_seed(0);
             let vs = nn::VarStore::new(Device::Cpu);
-            let mut network = fa::lower::Network::new(&vs.root(), &valid).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let mut network = fa::lower::Network::new(&vs.root(), &valid)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
             let channels = valid.model().data.channels as i64;
-            let views: Vec<Tensor> = valid.views().iter().map(|_| Tensor::randn([4, channels, 32, 32], (Kind::Float, Device::Cpu))).collect();
+            let views: Vec<Tensor> = valid
+                .views()
+                .iter()
+                .map(|_| Tensor::randn([4, channels, 32, 32], (Kind::Float, Device::Cpu)))
+                .collect();
             let indices = Tensor::arange(4, (Kind::Int64, Device::Cpu));
             let output = network.forward(&views, &indices, true);
             let total = output.total.double_value(&[]);

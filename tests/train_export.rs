@@ -17,17 +17,30 @@ fn venv_python() -> Option<PathBuf> {
 #[test]
 fn an_exported_resnet18_backbone_loads_into_torchvision_and_computes_the_same_features() {
     let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets");
-    let root = if shared.join("cifar10/train.tar.gz").exists() { shared } else { PathBuf::from("/work/shared/datasets") };
+    let root = if shared.join("cifar10/train.tar.gz").exists() {
+        shared
+    } else {
+        PathBuf::from("/work/shared/datasets")
+    };
     let (Some(python), true) = (venv_python(), root.join("cifar10/train.tar.gz").exists()) else {
         eprintln!("skipped: needs .venv with torchvision and ../shared/datasets/cifar10");
         return;
     };
-    let overrides: Vec<Override> = ["fa=none", "f.stem=imagenet", "data.batch=8", "data.limit=16", "train.epochs=1"]
-        .iter()
-        .map(|o| o.parse().unwrap())
-        .collect();
-    let compiled = compile_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/cifar10/parallel_predictor.fa"), &overrides)
-        .unwrap_or_else(|report| panic!("{}", fa::diag::render(&report, 100, false)));
+    let overrides: Vec<Override> = [
+        "fa=none",
+        "f.stem=imagenet",
+        "data.batch=8",
+        "data.limit=16",
+        "train.epochs=1",
+    ]
+    .iter()
+    .map(|o| o.parse().unwrap())
+    .collect();
+    let compiled = compile_file(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("models/cifar10/parallel_predictor.fa"),
+        &overrides,
+    )
+    .unwrap_or_else(|report| panic!("{}", fa::diag::render(&report, 100, false)));
     let valid = compiled.cells.into_iter().next().unwrap().1;
     let run = tempfile::tempdir().unwrap();
     let options = TrainOptions {
@@ -57,7 +70,14 @@ fn an_exported_resnet18_backbone_loads_into_torchvision_and_computes_the_same_fe
     Tensor::write_safetensors(&[("input", &input), ("features", &features)], &io).unwrap();
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/check_export.py");
-    let output = Command::new(python).arg(script).arg(&backbone).arg(&io).arg("18").output().expect("python runs");
-    let said = String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr);
+    let output = Command::new(python)
+        .arg(script)
+        .arg(&backbone)
+        .arg(&io)
+        .arg("18")
+        .output()
+        .expect("python runs");
+    let said = String::from_utf8_lossy(&output.stdout).to_string()
+        + &String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "torchvision disagrees: {said}");
 }

@@ -12,17 +12,27 @@ use tch::Device;
 
 fn fashion_root() -> Option<PathBuf> {
     let root = PathBuf::from("/usr/share/datasets");
-    if root.join("fashion-mnist/train-images-idx3-ubyte.gz").exists() {
+    if root
+        .join("fashion-mnist/train-images-idx3-ubyte.gz")
+        .exists()
+    {
         Some(root)
     } else {
-        eprintln!("skipped: Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)");
+        eprintln!(
+            "skipped: Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)"
+        );
         None
     }
 }
 
 fn shared_datasets() -> Option<PathBuf> {
-    let candidates = [Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets"), PathBuf::from("/work/shared/datasets")];
-    let found = candidates.into_iter().find(|root| root.join("cifar10/train.tar.gz").exists());
+    let candidates = [
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets"),
+        PathBuf::from("/work/shared/datasets"),
+    ];
+    let found = candidates
+        .into_iter()
+        .find(|root| root.join("cifar10/train.tar.gz").exists());
     if found.is_none() {
         eprintln!("skipped: ../shared/datasets/cifar10 is not there");
     }
@@ -30,13 +40,23 @@ fn shared_datasets() -> Option<PathBuf> {
 }
 
 fn model(file: &str, overrides: &[&str]) -> ValidModel {
-    let overrides: Vec<Override> = overrides.iter().map(|o| o.parse().expect("override parses")).collect();
+    let overrides: Vec<Override> = overrides
+        .iter()
+        .map(|o| o.parse().expect("override parses"))
+        .collect();
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
-    let compiled = compile_file(&path, &overrides).unwrap_or_else(|report| panic!("{}", fa::diag::render(&report, 100, false)));
+    let compiled = compile_file(&path, &overrides)
+        .unwrap_or_else(|report| panic!("{}", fa::diag::render(&report, 100, false)));
     compiled.cells.into_iter().next().expect("one cell").1
 }
 
-fn options(out: &Path, root: &Path, max_steps: Option<u64>, skip_eval: bool, resume: bool) -> TrainOptions {
+fn options(
+    out: &Path,
+    root: &Path,
+    max_steps: Option<u64>,
+    skip_eval: bool,
+    resume: bool,
+) -> TrainOptions {
     TrainOptions {
         out: out.to_path_buf(),
         device: Device::Cpu,
@@ -57,20 +77,36 @@ fn run(valid: &ValidModel, opts: &TrainOptions) -> Summary {
 fn a_tiny_model_learns_more_than_its_random_initialisation_and_does_not_collapse() {
     let Some(root) = fashion_root() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let valid = model("tests/train/tiny.fa", &["data.limit=4096", "train.epochs=3"]);
+    let valid = model(
+        "tests/train/tiny.fa",
+        &["data.limit=4096", "train.epochs=3"],
+    );
     let summary = run(&valid, &options(dir.path(), &root, None, false, false));
     let knn = summary.knn.expect("kNN ran").top1;
     let random = summary.random_init_knn.expect("baseline ran").top1;
-    eprintln!("kNN {knn:.2}% vs random init {random:.2}%, pixels {:?}", summary.pixels_knn);
-    assert!(knn > random + 1.0, "trained kNN {knn:.2}% should beat random init {random:.2}%");
+    eprintln!(
+        "kNN {knn:.2}% vs random init {random:.2}%, pixels {:?}",
+        summary.pixels_knn
+    );
+    assert!(
+        knn > random + 1.0,
+        "trained kNN {knn:.2}% should beat random init {random:.2}%"
+    );
     let std = summary.collapse_std.expect("collapse monitored");
-    assert!(std > 0.5 * summary.healthy_std, "projection std {std} far below healthy {}", summary.healthy_std);
+    assert!(
+        std > 0.5 * summary.healthy_std,
+        "projection std {std} far below healthy {}",
+        summary.healthy_std
+    );
     // The run folder holds what the README promises.
     for file in ["model.json", "metrics.jsonl", "summary.json"] {
         assert!(dir.path().join(file).exists(), "{file} missing");
     }
     let records = fa::train::metrics::read_metrics(&dir.path().join("metrics.jsonl")).unwrap();
-    let epochs = records.iter().filter(|r| matches!(r, fa::train::metrics::Record::Epoch { .. })).count();
+    let epochs = records
+        .iter()
+        .filter(|r| matches!(r, fa::train::metrics::Record::Epoch { .. }))
+        .count();
     assert_eq!(epochs, 3);
 }
 
@@ -86,16 +122,31 @@ fn k_steps_then_resume_then_k_steps_equals_2k_steps_bit_for_bit() {
     let valid = model("tests/train/tiny.fa", &[]);
     // 1024 images / 64 = 16 steps per epoch; 20 steps cross an epoch boundary.
     let straight = tempfile::tempdir().unwrap();
-    run(&valid, &options(straight.path(), &root, Some(20), true, false));
+    run(
+        &valid,
+        &options(straight.path(), &root, Some(20), true, false),
+    );
     let interrupted = tempfile::tempdir().unwrap();
-    run(&valid, &options(interrupted.path(), &root, Some(7), true, false));
-    run(&valid, &options(interrupted.path(), &root, Some(20), true, true));
+    run(
+        &valid,
+        &options(interrupted.path(), &root, Some(7), true, false),
+    );
+    run(
+        &valid,
+        &options(interrupted.path(), &root, Some(20), true, true),
+    );
 
     let a = final_tensors(straight.path());
     let b = final_tensors(interrupted.path());
     assert_eq!(a.len(), b.len());
-    assert!(a.iter().any(|(name, _)| name.contains("bank.")), "banks are checkpointed");
-    assert!(a.iter().any(|(name, _)| name.starts_with("optim/")), "optimiser state is checkpointed");
+    assert!(
+        a.iter().any(|(name, _)| name.contains("bank.")),
+        "banks are checkpointed"
+    );
+    assert!(
+        a.iter().any(|(name, _)| name.starts_with("optim/")),
+        "optimiser state is checkpointed"
+    );
     for ((name_a, ta), (name_b, tb)) in a.iter().zip(&b) {
         assert_eq!(name_a, name_b);
         assert!(ta.equal(tb), "{name_a} differs after resume");
@@ -106,15 +157,29 @@ fn k_steps_then_resume_then_k_steps_equals_2k_steps_bit_for_bit() {
 fn a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
     let Some(root) = fashion_root() else { return };
     let dir = tempfile::tempdir().unwrap();
-    run(&model("tests/train/tiny.fa", &[]), &options(dir.path(), &root, Some(3), true, false));
+    run(
+        &model("tests/train/tiny.fa", &[]),
+        &options(dir.path(), &root, Some(3), true, false),
+    );
     let good = checkpoint::latest(dir.path()).unwrap();
     let exploding = model("tests/train/tiny.fa", &["optim.lr=1e30"]);
-    let error = train(&exploding, &options(dir.path(), &root, Some(40), true, true)).expect_err("the loss must explode");
+    let error = train(
+        &exploding,
+        &options(dir.path(), &root, Some(40), true, true),
+    )
+    .expect_err("the loss must explode");
     assert!(matches!(error, TrainError::NonFiniteLoss { .. }), "{error}");
-    assert!(error.to_string().contains("last good checkpoint"), "{error}");
+    assert!(
+        error.to_string().contains("last good checkpoint"),
+        "{error}"
+    );
     assert_eq!(checkpoint::latest(dir.path()).unwrap(), good);
     checkpoint::load(&good, Device::Cpu).expect("the last good checkpoint still loads");
-    let stray: Vec<_> = std::fs::read_dir(dir.path().join("checkpoints")).unwrap().filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().contains("tmp")).collect();
+    let stray: Vec<_> = std::fs::read_dir(dir.path().join("checkpoints"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().contains("tmp"))
+        .collect();
     assert!(stray.is_empty(), "no temporary files left behind");
 }
 
@@ -129,43 +194,79 @@ fn corrupt_truncated_and_mismatched_checkpoints_are_refused_with_the_reason() {
 
     // Another model (other widths) in the same folder.
     let other = model("tests/train/tiny.fa", &["g.norm=none"]);
-    let error = train(&other, &options(dir.path(), &root, Some(4), true, true)).expect_err("other model refused");
-    assert!(error.to_string().contains("g."), "names the mismatching tensor: {error}");
+    let error = train(&other, &options(dir.path(), &root, Some(4), true, true))
+        .expect_err("other model refused");
+    assert!(
+        error.to_string().contains("g."),
+        "names the mismatching tensor: {error}"
+    );
 
     // A flipped byte near the end (tensor data).
     let mut corrupt = bytes.clone();
     let last = corrupt.len() - 5;
     corrupt[last] ^= 0xFF;
     std::fs::write(&path, &corrupt).unwrap();
-    let error = train(&valid, &options(dir.path(), &root, Some(4), true, true)).expect_err("corrupt refused");
-    assert!(matches!(error, TrainError::Checkpoint(checkpoint::CheckpointError::Corrupt { .. })), "{error}");
+    let error = train(&valid, &options(dir.path(), &root, Some(4), true, true))
+        .expect_err("corrupt refused");
+    assert!(
+        matches!(
+            error,
+            TrainError::Checkpoint(checkpoint::CheckpointError::Corrupt { .. })
+        ),
+        "{error}"
+    );
 
     // Cut in half.
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
-    let error = train(&valid, &options(dir.path(), &root, Some(4), true, true)).expect_err("truncated refused");
-    assert!(matches!(error, TrainError::Checkpoint(checkpoint::CheckpointError::Truncated { .. })), "{error}");
+    let error = train(&valid, &options(dir.path(), &root, Some(4), true, true))
+        .expect_err("truncated refused");
+    assert!(
+        matches!(
+            error,
+            TrainError::Checkpoint(checkpoint::CheckpointError::Truncated { .. })
+        ),
+        "{error}"
+    );
 }
 
 #[test]
 fn resuming_an_empty_run_folder_says_there_is_nothing_to_resume() {
     let Some(root) = fashion_root() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let error = train(&model("tests/train/tiny.fa", &[]), &options(dir.path(), &root, Some(1), true, true)).expect_err("nothing to resume");
-    assert!(matches!(error, TrainError::NothingToResume { .. }), "{error}");
+    let error = train(
+        &model("tests/train/tiny.fa", &[]),
+        &options(dir.path(), &root, Some(1), true, true),
+    )
+    .expect_err("nothing to resume");
+    assert!(
+        matches!(error, TrainError::NothingToResume { .. }),
+        "{error}"
+    );
 }
 
 #[test]
 fn resnet18_with_the_cifar_stem_trains_a_few_steps_at_real_widths_on_cifar10() {
-    let Some(root) = shared_datasets() else { return };
+    let Some(root) = shared_datasets() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let valid = model(
         "models/cifar10/parallel_predictor.fa",
-        &["fa=nn", "data.batch=8", "data.limit=64", "train.epochs=1", "optim.accumulate=1"],
+        &[
+            "fa=nn",
+            "data.batch=8",
+            "data.limit=64",
+            "train.epochs=1",
+            "optim.accumulate=1",
+        ],
     );
     let summary = run(&valid, &options(dir.path(), &root, Some(2), true, false));
     assert_eq!(summary.steps, 2);
     assert!(summary.final_loss.expect("a loss").is_finite());
     let tensors = final_tensors(dir.path());
-    let conv1 = tensors.iter().find(|(name, _)| name == "model/f.conv1.weight").expect("torchvision names");
+    let conv1 = tensors
+        .iter()
+        .find(|(name, _)| name == "model/f.conv1.weight")
+        .expect("torchvision names");
     assert_eq!(conv1.1.size(), vec![64, 3, 3, 3], "CIFAR stem: 3×3 conv1");
 }

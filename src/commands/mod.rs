@@ -50,7 +50,10 @@ pub struct TrainArgs {
 pub enum CommandError {
     #[error("cannot read {}: {source}", .path.display())]
     #[diagnostic(code(fa::io))]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     #[diagnostic(code(fa::usage))]
     Usage(String),
@@ -58,7 +61,10 @@ pub enum CommandError {
     #[diagnostic(code(fa::train))]
     Failed(String),
     #[error("this fa was built without libtorch (the `torch` feature); `{0}` needs it")]
-    #[diagnostic(code(fa::no_torch), help("build with the default features: ./dev cargo build --release"))]
+    #[diagnostic(
+        code(fa::no_torch),
+        help("build with the default features: ./dev cargo build --release")
+    )]
     NoTorch(&'static str),
 }
 
@@ -83,7 +89,10 @@ fn compile(file: &Path, overrides: &[Override]) -> Result<Option<resolve::Compil
         }
         Err(report) => {
             if let Some(error) = report.io_error() {
-                return Err(CommandError::Io { path: file.to_path_buf(), source: std::io::Error::new(error.kind(), error.to_string()) });
+                return Err(CommandError::Io {
+                    path: file.to_path_buf(),
+                    source: std::io::Error::new(error.kind(), error.to_string()),
+                });
             }
             eprint!("{}", report.render_for_terminal());
             Ok(None)
@@ -92,7 +101,11 @@ fn compile(file: &Path, overrides: &[Override]) -> Result<Option<resolve::Compil
 }
 
 /// `fa check`: every file, every problem; exit 1 on errors (or warnings with `deny`).
-pub fn check(files: &[PathBuf], overrides: &[Override], deny_warnings: bool) -> Result<Outcome, CommandError> {
+pub fn check(
+    files: &[PathBuf],
+    overrides: &[Override],
+    deny_warnings: bool,
+) -> Result<Outcome, CommandError> {
     if files.is_empty() {
         return Err(CommandError::Usage("no files given".into()));
     }
@@ -105,16 +118,32 @@ pub fn check(files: &[PathBuf], overrides: &[Override], deny_warnings: bool) -> 
                     failed = true;
                 }
                 let cells = compiled.cells.len();
-                let cells = if cells > 1 { format!(", {cells} cells") } else { String::new() };
-                eprintln!("{}: ok ({warnings} warning{}{cells})", file.display(), if warnings == 1 { "" } else { "s" });
+                let cells = if cells > 1 {
+                    format!(", {cells} cells")
+                } else {
+                    String::new()
+                };
+                eprintln!(
+                    "{}: ok ({warnings} warning{}{cells})",
+                    file.display(),
+                    if warnings == 1 { "" } else { "s" }
+                );
             }
             None => failed = true,
         }
     }
-    Ok(if failed { Outcome::Failed } else { Outcome::Success })
+    Ok(if failed {
+        Outcome::Failed
+    } else {
+        Outcome::Success
+    })
 }
 
-fn each_cell(file: &Path, overrides: &[Override], mut print: impl FnMut(&str, &ValidModel)) -> Result<Outcome, CommandError> {
+fn each_cell(
+    file: &Path,
+    overrides: &[Override],
+    mut print: impl FnMut(&str, &ValidModel),
+) -> Result<Outcome, CommandError> {
     let Some(compiled) = compile(file, overrides)? else {
         return Ok(Outcome::Failed);
     };
@@ -153,7 +182,10 @@ pub fn expand(file: &Path, overrides: &[Override]) -> Result<Outcome, CommandErr
 pub fn fmt(files: &[PathBuf], check: bool) -> Result<Outcome, CommandError> {
     let mut outcome = Outcome::Success;
     for file in files {
-        let source = std::fs::read_to_string(file).map_err(|source| CommandError::Io { path: file.clone(), source })?;
+        let source = std::fs::read_to_string(file).map_err(|source| CommandError::Io {
+            path: file.clone(),
+            source,
+        })?;
         let formatted = match crate::fmt::format_source(&source) {
             Ok(formatted) => formatted,
             Err(report) => {
@@ -169,7 +201,10 @@ pub fn fmt(files: &[PathBuf], check: bool) -> Result<Outcome, CommandError> {
             eprintln!("{}: not formatted", file.display());
             outcome = Outcome::Failed;
         } else {
-            write_atomically(file, formatted.as_bytes()).map_err(|source| CommandError::Io { path: file.clone(), source })?;
+            write_atomically(file, formatted.as_bytes()).map_err(|source| CommandError::Io {
+                path: file.clone(),
+                source,
+            })?;
         }
     }
     Ok(outcome)
@@ -178,8 +213,14 @@ pub fn fmt(files: &[PathBuf], check: bool) -> Result<Outcome, CommandError> {
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let temporary = folder.join(format!(".{name}.tmp{}", std::process::id()));
     let mut file = std::fs::File::create(&temporary)?;
     file.write_all(bytes)?;
@@ -207,13 +248,19 @@ pub fn plot(runs: &[PathBuf], out: &Path) -> Result<Outcome, CommandError> {
     for run in runs {
         let path = run.join("metrics.jsonl");
         let records = crate::train::metrics::read_metrics(&path).map_err(|error| match error {
-            crate::train::metrics::MetricsError::Io { path, source } => CommandError::Io { path, source },
+            crate::train::metrics::MetricsError::Io { path, source } => {
+                CommandError::Io { path, source }
+            }
             other => CommandError::Failed(other.to_string()),
         })?;
-        let label = run.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| run.display().to_string());
+        let label = run
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| run.display().to_string());
         loaded.push((label, records));
     }
-    let written = crate::plot::plot_runs(&loaded, out).map_err(|e| CommandError::Failed(e.to_string()))?;
+    let written =
+        crate::plot::plot_runs(&loaded, out).map_err(|e| CommandError::Failed(e.to_string()))?;
     for path in written {
         println!("{}", path.display());
     }
@@ -226,19 +273,36 @@ mod no_torch {
     pub fn train(_: &TrainArgs) -> Result<Outcome, CommandError> {
         Err(CommandError::NoTorch("train"))
     }
-    pub fn eval(_: &Path, _: bool, _: bool, _: &str, _: Option<&Path>) -> Result<Outcome, CommandError> {
+    pub fn eval(
+        _: &Path,
+        _: bool,
+        _: bool,
+        _: &str,
+        _: Option<&Path>,
+    ) -> Result<Outcome, CommandError> {
         Err(CommandError::NoTorch("eval"))
     }
-    pub fn sweep(_: &Path, _: &[Override], _: u64, _: Option<&Path>, _: &str, _: Option<&Path>) -> Result<Outcome, CommandError> {
+    pub fn sweep(
+        _: &Path,
+        _: &[Override],
+        _: u64,
+        _: Option<&Path>,
+        _: &str,
+        _: Option<&Path>,
+    ) -> Result<Outcome, CommandError> {
         Err(CommandError::NoTorch("sweep"))
     }
     pub fn export(_: &Path, _: &Path) -> Result<Outcome, CommandError> {
         Err(CommandError::NoTorch("export"))
     }
-    pub fn augment(_: &Path, _: Option<&str>, _: &Path, _: Option<&Path>) -> Result<Outcome, CommandError> {
+    pub fn augment(
+        _: &Path,
+        _: Option<&str>,
+        _: &Path,
+        _: Option<&Path>,
+    ) -> Result<Outcome, CommandError> {
         Err(CommandError::NoTorch("augment"))
     }
 }
 #[cfg(not(feature = "torch"))]
 pub use no_torch::{augment, eval, export, sweep, train};
-

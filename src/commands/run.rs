@@ -23,7 +23,10 @@ fn failed(error: impl std::fmt::Display) -> CommandError {
 }
 
 /// Picks the cell to train: the only one, or the one named by `--cell`.
-fn pick_cell(cells: Vec<(Cell, ValidModel)>, wanted: Option<&str>) -> Result<(Cell, ValidModel), CommandError> {
+fn pick_cell(
+    cells: Vec<(Cell, ValidModel)>,
+    wanted: Option<&str>,
+) -> Result<(Cell, ValidModel), CommandError> {
     let names: Vec<String> = cells.iter().map(|(cell, _)| cell.name.clone()).collect();
     match wanted {
         Some(wanted) => cells.into_iter().find(|(cell, _)| cell.name == wanted).ok_or_else(|| {
@@ -49,19 +52,34 @@ fn log_format(log: Log) -> LogFormat {
 
 /// The folder name of a cell: its name with characters unsafe in paths replaced.
 fn folder_name(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.=".contains(c) { c } else { '_' }).collect()
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.=".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 fn print_summary(summary: &Summary, run: &Path) {
-    let percent = |a: Option<crate::eval::Accuracy>| a.map_or("-".to_string(), |a| format!("{:.2}%", a.top1));
+    let percent =
+        |a: Option<crate::eval::Accuracy>| a.map_or("-".to_string(), |a| format!("{:.2}%", a.top1));
     println!("run        {}", run.display());
     println!("model      {}", summary.model);
-    println!("steps      {} ({} epochs, {:.1} s)", summary.steps, summary.epochs, summary.seconds);
+    println!(
+        "steps      {} ({} epochs, {:.1} s)",
+        summary.steps, summary.epochs, summary.seconds
+    );
     if let Some(loss) = summary.final_loss {
         println!("loss       {loss:.4}");
     }
     if let Some(std) = summary.collapse_std {
-        println!("proj std   {std:.4} (healthy ≈ {:.4}, collapsed → 0)", summary.healthy_std);
+        println!(
+            "proj std   {std:.4} (healthy ≈ {:.4}, collapsed → 0)",
+            summary.healthy_std
+        );
     }
     if summary.knn.is_some() || summary.linear.is_some() {
         println!("kNN top-1          {}", percent(summary.knn));
@@ -71,9 +89,28 @@ fn print_summary(summary: &Summary, run: &Path) {
     }
 }
 
-fn train_cell(cell: &Cell, valid: &ValidModel, out: PathBuf, device: Device, root: PathBuf, args_log: LogFormat, resume: bool, max_steps: Option<u64>, skip_eval: bool) -> Result<Summary, CommandError> {
+fn train_cell(
+    cell: &Cell,
+    valid: &ValidModel,
+    out: PathBuf,
+    device: Device,
+    root: PathBuf,
+    args_log: LogFormat,
+    resume: bool,
+    max_steps: Option<u64>,
+    skip_eval: bool,
+) -> Result<Summary, CommandError> {
     let source = serde_json::to_string_pretty(&cell.model).expect("models serialise");
-    let options = TrainOptions { out: out.clone(), device, data_root: root, resume, log: args_log, max_steps, skip_eval, source };
+    let options = TrainOptions {
+        out: out.clone(),
+        device,
+        data_root: root,
+        resume,
+        log: args_log,
+        max_steps,
+        skip_eval,
+        source,
+    };
     runner::train(valid, &options).map_err(failed)
 }
 
@@ -83,13 +120,31 @@ pub fn train(args: &TrainArgs) -> Result<Outcome, CommandError> {
         return Ok(Outcome::Failed);
     };
     let (cell, valid) = pick_cell(compiled.cells, args.cell.as_deref())?;
-    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(folder_name(&cell.name)));
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(folder_name(&cell.name)));
     let device = device(&args.device)?;
     if args.log != Log::Quiet && args.log != Log::Json {
-        eprintln!("training {} on {:?} into {}", cell.name, device, out.display());
+        eprintln!(
+            "training {} on {:?} into {}",
+            cell.name,
+            device,
+            out.display()
+        );
         eprintln!("{}", runner::describe(&valid));
     }
-    let summary = train_cell(&cell, &valid, out.clone(), device, data_root(args.data_root.as_deref()), log_format(args.log), args.resume, args.max_steps, args.no_eval)?;
+    let summary = train_cell(
+        &cell,
+        &valid,
+        out.clone(),
+        device,
+        data_root(args.data_root.as_deref()),
+        log_format(args.log),
+        args.resume,
+        args.max_steps,
+        args.no_eval,
+    )?;
     print_summary(&summary, &out);
     Ok(Outcome::Success)
 }
@@ -97,34 +152,69 @@ pub fn train(args: &TrainArgs) -> Result<Outcome, CommandError> {
 /// Reads the resolved model a run folder stores and validates it again.
 fn load_run_model(run: &Path) -> Result<ValidModel, CommandError> {
     let path = run.join("model.json");
-    let text = std::fs::read_to_string(&path).map_err(|source| CommandError::Io { path: path.clone(), source })?;
-    let model: crate::ir::Model = serde_json::from_str(&text).map_err(|e| failed(format!("{} is not a model: {e}", path.display())))?;
-    crate::valid::validate(model).map_err(|problems| failed(format!("{} no longer validates ({} problems)", path.display(), problems.len())))
+    let text = std::fs::read_to_string(&path).map_err(|source| CommandError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let model: crate::ir::Model = serde_json::from_str(&text)
+        .map_err(|e| failed(format!("{} is not a model: {e}", path.display())))?;
+    crate::valid::validate(model).map_err(|problems| {
+        failed(format!(
+            "{} no longer validates ({} problems)",
+            path.display(),
+            problems.len()
+        ))
+    })
 }
 
 /// `fa eval`: kNN and/or linear probe of a run's latest checkpoint.
-pub fn eval(run: &Path, knn: bool, linear: bool, device_name: &str, root: Option<&Path>) -> Result<Outcome, CommandError> {
+pub fn eval(
+    run: &Path,
+    knn: bool,
+    linear: bool,
+    device_name: &str,
+    root: Option<&Path>,
+) -> Result<Outcome, CommandError> {
     let valid = load_run_model(run)?;
     let device = device(device_name)?;
-    let (knn, linear) = if !knn && !linear { (true, true) } else { (knn, linear) };
-    let summary = runner::evaluate_run(&valid, run, device, &data_root(root), knn, linear).map_err(failed)?;
+    let (knn, linear) = if !knn && !linear {
+        (true, true)
+    } else {
+        (knn, linear)
+    };
+    let summary =
+        runner::evaluate_run(&valid, run, device, &data_root(root), knn, linear).map_err(failed)?;
     print_summary(&summary, run);
     Ok(Outcome::Success)
 }
 
 /// `fa sweep`: every cell × seed, resumable; a markdown table and a CSV at the end.
-pub fn sweep(file: &Path, overrides: &[Override], seeds: u64, out: Option<&Path>, device_name: &str, root: Option<&Path>) -> Result<Outcome, CommandError> {
+pub fn sweep(
+    file: &Path,
+    overrides: &[Override],
+    seeds: u64,
+    out: Option<&Path>,
+    device_name: &str,
+    root: Option<&Path>,
+) -> Result<Outcome, CommandError> {
     let Some(compiled) = compile(file, overrides)? else {
         return Ok(Outcome::Failed);
     };
     let device = device(device_name)?;
-    let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "sweep".into());
-    let out = out.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("runs").join(format!("sweep-{stem}")));
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "sweep".into());
+    let out = out
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("runs").join(format!("sweep-{stem}")));
     let mut results: Vec<(Cell, Vec<Summary>)> = Vec::new();
     for (cell, valid) in compiled.cells {
         let mut summaries = Vec::new();
         for seed in 0..seeds.max(1) {
-            let run = out.join(folder_name(&cell.name)).join(format!("seed-{seed}"));
+            let run = out
+                .join(folder_name(&cell.name))
+                .join(format!("seed-{seed}"));
             let done = run.join("summary.json");
             if let Ok(text) = std::fs::read_to_string(&done) {
                 if let Ok(summary) = serde_json::from_str::<SummaryRecord>(&text) {
@@ -135,18 +225,49 @@ pub fn sweep(file: &Path, overrides: &[Override], seeds: u64, out: Option<&Path>
             }
             let mut model = cell.model.clone();
             model.train.seed = model.train.seed.wrapping_add(seed);
-            let valid = if seed == 0 { valid.clone() } else { crate::valid::validate(model.clone()).map_err(|_| failed("a reseeded cell failed to validate"))? };
-            let seeded = Cell { model, ..cell.clone() };
+            let valid = if seed == 0 {
+                valid.clone()
+            } else {
+                crate::valid::validate(model.clone())
+                    .map_err(|_| failed("a reseeded cell failed to validate"))?
+            };
+            let seeded = Cell {
+                model,
+                ..cell.clone()
+            };
             let resume = crate::train::checkpoint::latest(&run).is_some();
             eprintln!("{}: seed {seed}", cell.name);
-            summaries.push(train_cell(&seeded, &valid, run, device, data_root(root), LogFormat::Plain, resume, None, false)?);
+            summaries.push(train_cell(
+                &seeded,
+                &valid,
+                run,
+                device,
+                data_root(root),
+                LogFormat::Plain,
+                resume,
+                None,
+                false,
+            )?);
         }
         results.push((cell, summaries));
     }
     let table = crate::train::table::render(&results, &compiled_header(&results, seeds, device));
-    std::fs::create_dir_all(&out).map_err(|source| CommandError::Io { path: out.clone(), source })?;
-    super::write_atomically(&out.join("table.md"), table.markdown.as_bytes()).map_err(|source| CommandError::Io { path: out.join("table.md"), source })?;
-    super::write_atomically(&out.join("table.csv"), table.csv.as_bytes()).map_err(|source| CommandError::Io { path: out.join("table.csv"), source })?;
+    std::fs::create_dir_all(&out).map_err(|source| CommandError::Io {
+        path: out.clone(),
+        source,
+    })?;
+    super::write_atomically(&out.join("table.md"), table.markdown.as_bytes()).map_err(
+        |source| CommandError::Io {
+            path: out.join("table.md"),
+            source,
+        },
+    )?;
+    super::write_atomically(&out.join("table.csv"), table.csv.as_bytes()).map_err(|source| {
+        CommandError::Io {
+            path: out.join("table.csv"),
+            source,
+        }
+    })?;
     print!("{}", table.markdown);
     Ok(Outcome::Success)
 }
@@ -177,7 +298,9 @@ impl From<SummaryRecord> for Summary {
 }
 
 fn compiled_header(results: &[(Cell, Vec<Summary>)], seeds: u64, device: Device) -> String {
-    let Some((cell, _)) = results.first() else { return String::new() };
+    let Some((cell, _)) = results.first() else {
+        return String::new();
+    };
     let data = &cell.model.data;
     let card = match device {
         Device::Cuda(_) => "an NVIDIA GPU (see fa doctor)".to_string(),
@@ -198,26 +321,55 @@ pub fn export(run: &Path, backbone_out: &Path) -> Result<Outcome, CommandError> 
 }
 
 /// `fa augment`: a preview grid of each view's pipeline on the first training images.
-pub fn augment(file: &Path, view: Option<&str>, out: &Path, root: Option<&Path>) -> Result<Outcome, CommandError> {
+pub fn augment(
+    file: &Path,
+    view: Option<&str>,
+    out: &Path,
+    root: Option<&Path>,
+) -> Result<Outcome, CommandError> {
     let Some(compiled) = compile(file, &[])? else {
         return Ok(Outcome::Failed);
     };
-    let (_, valid) = compiled.cells.into_iter().next().ok_or_else(|| failed("no model"))?;
+    let (_, valid) = compiled
+        .cells
+        .into_iter()
+        .next()
+        .ok_or_else(|| failed("no model"))?;
     let model = valid.model();
     let mut pipelines: BTreeMap<String, &crate::ir::Pipeline> = BTreeMap::new();
     for &node in valid.views() {
-        let crate::ir::NodeKind::View { pipeline } = &model.graph[node].kind else { continue };
+        let crate::ir::NodeKind::View { pipeline } = &model.graph[node].kind else {
+            continue;
+        };
         let name = &model.graph[node].name;
         if view.is_none_or(|wanted| wanted == name || wanted == pipeline) {
             pipelines.insert(format!("{name} ({pipeline})"), &model.pipelines[pipeline]);
         }
     }
     if pipelines.is_empty() {
-        return Err(CommandError::Usage(format!("no view named `{}`", view.unwrap_or_default())));
+        return Err(CommandError::Usage(format!(
+            "no view named `{}`",
+            view.unwrap_or_default()
+        )));
     }
-    let set = runner::load_split(&model.data, &data_root(root), &model.data.train_split, Some(8)).map_err(failed)?;
+    let set = runner::load_split(
+        &model.data,
+        &data_root(root),
+        &model.data.train_split,
+        Some(8),
+    )
+    .map_err(failed)?;
     let list: Vec<(String, &crate::ir::Pipeline)> = pipelines.into_iter().collect();
-    let (width, height) = crate::data::preview_grid(&set, &list, model.data.channels, 8, 4, model.train.seed, out).map_err(failed)?;
+    let (width, height) = crate::data::preview_grid(
+        &set,
+        &list,
+        model.data.channels,
+        8,
+        4,
+        model.train.seed,
+        out,
+    )
+    .map_err(failed)?;
     println!("{} ({width}×{height})", out.display());
     Ok(Outcome::Success)
 }

@@ -34,7 +34,10 @@ fn probe_learning_rate(cfg: &LinearConfig, epoch: usize) -> f64 {
 /// the same on every device and libtorch version.
 fn epoch_order(len: usize, seed: u64, epoch: usize) -> Vec<i64> {
     let seed = crate::train::seed::derive(seed, epoch as u64, crate::train::seed::Purpose::Probe);
-    crate::train::seed::permutation(len, seed).into_iter().map(|i| i as i64).collect()
+    crate::train::seed::permutation(len, seed)
+        .into_iter()
+        .map(|i| i as i64)
+        .collect()
 }
 
 /// Linear probe on pre-computed frozen features (the fast mode): see the module

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 pub type FileId = u32;
 
 /// A byte range in one source file.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 pub struct Span {
     pub file: FileId,
     pub start: usize,
@@ -101,7 +103,11 @@ pub struct Edge {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FeatureShape {
     /// `[N, channels, height, width]`.
-    Image { channels: usize, height: usize, width: usize },
+    Image {
+        channels: usize,
+        height: usize,
+        width: usize,
+    },
     /// `[N, width]`, `samples` times (k FA samples are k tensors of this shape).
     Vector { width: usize, samples: usize },
 }
@@ -218,9 +224,17 @@ pub enum ModuleKind {
     /// A multilayer perceptron: one linear layer per width (the input width comes from the
     /// incoming edge). Hidden layers get batch norm (when `norm` is `Batch`) and ReLU; the
     /// last layer gets batch norm only when `last_norm`, and never a ReLU.
-    Mlp { widths: Vec<usize>, norm: Norm, last_norm: bool },
+    Mlp {
+        widths: Vec<usize>,
+        norm: Norm,
+        last_norm: bool,
+    },
     /// An exponential-moving-average copy of the chain of named modules, applied in order.
-    Ema { chain: Vec<String>, base_momentum: f64, final_momentum: f64 },
+    Ema {
+        chain: Vec<String>,
+        base_momentum: f64,
+        final_momentum: f64,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -289,14 +303,38 @@ pub enum Interpolation {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum AugOp {
-    RandomResizedCrop { size: usize, scale: (f64, f64), ratio: (f64, f64), interpolation: Interpolation },
-    HorizontalFlip { p: f64 },
-    ColorJitter { brightness: f64, contrast: f64, saturation: f64, hue: f64, p: f64 },
-    Grayscale { p: f64 },
-    GaussianBlur { p: f64, sigma: (f64, f64) },
-    Solarize { p: f64, threshold: f64 },
+    RandomResizedCrop {
+        size: usize,
+        scale: (f64, f64),
+        ratio: (f64, f64),
+        interpolation: Interpolation,
+    },
+    HorizontalFlip {
+        p: f64,
+    },
+    ColorJitter {
+        brightness: f64,
+        contrast: f64,
+        saturation: f64,
+        hue: f64,
+        p: f64,
+    },
+    Grayscale {
+        p: f64,
+    },
+    GaussianBlur {
+        p: f64,
+        sigma: (f64, f64),
+    },
+    Solarize {
+        p: f64,
+        threshold: f64,
+    },
     /// Per-channel mean and std (one value each for greyscale).
-    Normalize { mean: Vec<f64>, std: Vec<f64> },
+    Normalize {
+        mean: Vec<f64>,
+        std: Vec<f64>,
+    },
 }
 
 // ---------------------------------------------------------------------------------------
@@ -323,7 +361,10 @@ pub struct OptimConfig {
 pub enum OptimKind {
     Sgd,
     /// LARS; biases and batch-norm parameters are excluded from adaptation and weight decay.
-    Lars { trust: f64, clip: bool },
+    Lars {
+        trust: f64,
+        clip: bool,
+    },
 }
 
 /// A learning rate with its explicit scaling rule.

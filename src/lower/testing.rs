@@ -96,11 +96,17 @@ impl ModelBuilder {
     /// normalisation, so tests about the graph need not spell one out.
     pub fn view(mut self, name: &str, pipeline: &str) -> ModelBuilder {
         let channels = self.model.data.channels;
-        self.model.pipelines.entry(pipeline.into()).or_insert_with(|| crate::ir::Pipeline {
-            name: pipeline.into(),
-            ops: vec![crate::ir::AugOp::Normalize { mean: vec![0.5; channels], std: vec![0.5; channels] }],
-            span: Span::default(),
-        });
+        self.model
+            .pipelines
+            .entry(pipeline.into())
+            .or_insert_with(|| crate::ir::Pipeline {
+                name: pipeline.into(),
+                ops: vec![crate::ir::AugOp::Normalize {
+                    mean: vec![0.5; channels],
+                    std: vec![0.5; channels],
+                }],
+                span: Span::default(),
+            });
         self.add(
             name,
             NodeKind::View {

@@ -57,9 +57,17 @@ pub enum TrainError {
     #[error("lowering failed: {0}")]
     Lower(String),
     #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("the loss became {value} at step {step} (epoch {epoch}); the last good checkpoint is kept in {}", .run.display())]
-    NonFiniteLoss { value: f64, step: u64, epoch: u64, run: PathBuf },
+    NonFiniteLoss {
+        value: f64,
+        step: u64,
+        epoch: u64,
+        run: PathBuf,
+    },
     #[error("the dataset has {images} training images, fewer than one effective batch of {batch}")]
     TooFewImages { images: usize, batch: usize },
     #[error("evaluation needs labels but split `{split}` has none")]
@@ -105,10 +113,10 @@ impl DeviceData {
     pub fn new(set: &ImageSet, device: Device) -> DeviceData {
         DeviceData {
             images: data::to_tensor(set, device),
-            labels: set
-                .labels
-                .as_ref()
-                .map(|labels| Tensor::from_slice(&labels.iter().map(|&l| l as i64).collect::<Vec<_>>()).to_device(device)),
+            labels: set.labels.as_ref().map(|labels| {
+                Tensor::from_slice(&labels.iter().map(|&l| l as i64).collect::<Vec<_>>())
+                    .to_device(device)
+            }),
             len: set.len,
             classes: set.classes.len().max(1),
         }
@@ -116,8 +124,21 @@ impl DeviceData {
 }
 
 /// Loads one split of the model's dataset.
-pub fn load_split(config: &DataConfig, root: &Path, split: &str, limit: Option<usize>) -> Result<ImageSet, TrainError> {
-    Ok(data::load(config, root, split, &LoadOptions { limit, ..LoadOptions::default() })?)
+pub fn load_split(
+    config: &DataConfig,
+    root: &Path,
+    split: &str,
+    limit: Option<usize>,
+) -> Result<ImageSet, TrainError> {
+    Ok(data::load(
+        config,
+        root,
+        split,
+        &LoadOptions {
+            limit,
+            ..LoadOptions::default()
+        },
+    )?)
 }
 
 /// The online model with everything it needs to take a step.
@@ -139,12 +160,19 @@ fn model_augmenters(valid: &ValidModel) -> Result<Vec<Augmenter>, TrainError> {
             let crate::ir::NodeKind::View { pipeline } = &model.graph[view].kind else {
                 unreachable!("views() holds view nodes")
             };
-            Ok(Augmenter::new(&model.pipelines[pipeline], model.data.channels)?)
+            Ok(Augmenter::new(
+                &model.pipelines[pipeline],
+                model.data.channels,
+            )?)
         })
         .collect()
 }
 
-fn build_network(valid: &ValidModel, device: Device, seed: u64) -> Result<(nn::VarStore, Network), TrainError> {
+fn build_network(
+    valid: &ValidModel,
+    device: Device,
+    seed: u64,
+) -> Result<(nn::VarStore, Network), TrainError> {
     tch::manual_seed(seed::derive(seed, 0, Purpose::Init) as i64);
     let vs = nn::VarStore::new(device);
     let network = Network::new(&vs.root(), valid).map_err(|e| TrainError::Lower(e.to_string()))?;
@@ -153,8 +181,11 @@ fn build_network(valid: &ValidModel, device: Device, seed: u64) -> Result<(nn::V
 
 /// Named trainable parameters in a stable order.
 fn trainable(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
-    let mut named: Vec<(String, Tensor)> =
-        vs.variables().into_iter().filter(|(_, tensor)| tensor.requires_grad()).collect();
+    let mut named: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .filter(|(_, tensor)| tensor.requires_grad())
+        .collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
     named
 }
@@ -168,7 +199,10 @@ fn all_variables(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
 
 /// A hash of the parameter names and shapes, so a checkpoint of another model is refused.
 fn fingerprint(vs: &nn::VarStore) -> String {
-    let shapes: Vec<(String, Vec<i64>)> = all_variables(vs).into_iter().map(|(name, tensor)| (name, tensor.size())).collect();
+    let shapes: Vec<(String, Vec<i64>)> = all_variables(vs)
+        .into_iter()
+        .map(|(name, tensor)| (name, tensor.size()))
+        .collect();
     checkpoint::fingerprint(&shapes)
 }
 
@@ -189,7 +223,10 @@ fn geometry(model: &Model, images: usize) -> Result<Geometry, TrainError> {
     let effective = batch * accumulate;
     let steps_per_epoch = (images / effective) as u64;
     if steps_per_epoch == 0 {
-        return Err(TrainError::TooFewImages { images, batch: effective });
+        return Err(TrainError::TooFewImages {
+            images,
+            batch: effective,
+        });
     }
     let total_steps = steps_per_epoch * model.train.epochs as u64;
     let warmup_steps = (model.optim.warmup_epochs * steps_per_epoch as f64).round() as u64;
@@ -207,25 +244,44 @@ fn geometry(model: &Model, images: usize) -> Result<Geometry, TrainError> {
 pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, TrainError> {
     let model = valid.model();
     let started = Instant::now();
-    std::fs::create_dir_all(options.out.join("checkpoints")).map_err(io(format!("cannot create {}", options.out.display())))?;
-    std::fs::write(options.out.join("model.json"), &options.source).map_err(io("cannot write model.json"))?;
+    std::fs::create_dir_all(options.out.join("checkpoints"))
+        .map_err(io(format!("cannot create {}", options.out.display())))?;
+    std::fs::write(options.out.join("model.json"), &options.source)
+        .map_err(io("cannot write model.json"))?;
 
     if model.train.precision != Precision::F32 && options.log != LogFormat::Quiet {
-        eprintln!("note: mixed precision ({:?}) is not implemented yet; training in float32", model.train.precision);
+        eprintln!(
+            "note: mixed precision ({:?}) is not implemented yet; training in float32",
+            model.train.precision
+        );
     }
-    let train_set = load_split(&model.data, &options.data_root, &model.data.train_split, model.data.limit)?;
+    let train_set = load_split(
+        &model.data,
+        &options.data_root,
+        &model.data.train_split,
+        model.data.limit,
+    )?;
     let data = DeviceData::new(&train_set, options.device);
     let geo = geometry(model, data.len)?;
     let seed_value = model.train.seed;
 
     let (vs, network) = build_network(valid, options.device, seed_value)?;
     let optimizer = Optimizer::new(&model.optim, trainable(&vs));
-    let mut trainer = Trainer { valid, vs, network, optimizer, augmenters: model_augmenters(valid)?, seed: seed_value };
+    let mut trainer = Trainer {
+        valid,
+        vs,
+        network,
+        optimizer,
+        augmenters: model_augmenters(valid)?,
+        seed: seed_value,
+    };
 
     let mut step: u64 = 0;
     if options.resume {
         let Some(path) = checkpoint::latest(&options.out) else {
-            return Err(TrainError::NothingToResume { run: options.out.clone() });
+            return Err(TrainError::NothingToResume {
+                run: options.out.clone(),
+            });
         };
         step = trainer.restore(&path, options.device)?;
     }
@@ -233,24 +289,47 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
     let metrics_path = options.out.join("metrics.jsonl");
     let mut metrics = MetricsWriter::open(&metrics_path)?;
     let progress = Progress::new(options.log, geo.total_steps, step);
-    let last_step = options.max_steps.map_or(geo.total_steps, |max| geo.total_steps.min(max));
+    let last_step = options
+        .max_steps
+        .map_or(geo.total_steps, |max| geo.total_steps.min(max));
     let mut epoch_stats = EpochStats::default();
     let mut last_loss = None;
     let mut window = Instant::now();
 
     while step < last_step {
         let epoch = step / geo.steps_per_epoch;
-        let order = seed::permutation(data.len, seed::derive(seed_value, epoch, Purpose::DataOrder));
+        let order = seed::permutation(
+            data.len,
+            seed::derive(seed_value, epoch, Purpose::DataOrder),
+        );
         let position = (step % geo.steps_per_epoch) as usize * geo.batch * geo.accumulate;
-        let lr = schedule::learning_rate(step as usize, geo.total_steps as usize, geo.warmup_steps as usize, geo.peak_lr, model.optim.schedule);
-        let outcome = trainer.step(&data, &order[position..position + geo.batch * geo.accumulate], geo, step, lr)?;
+        let lr = schedule::learning_rate(
+            step as usize,
+            geo.total_steps as usize,
+            geo.warmup_steps as usize,
+            geo.peak_lr,
+            model.optim.schedule,
+        );
+        let outcome = trainer.step(
+            &data,
+            &order[position..position + geo.batch * geo.accumulate],
+            geo,
+            step,
+            lr,
+        )?;
         if !outcome.loss.is_finite() {
-            return Err(TrainError::NonFiniteLoss { value: outcome.loss, step, epoch, run: options.out.clone() });
+            return Err(TrainError::NonFiniteLoss {
+                value: outcome.loss,
+                step,
+                epoch,
+                run: options.out.clone(),
+            });
         }
         step += 1;
         last_loss = Some(outcome.loss);
         epoch_stats.add(&outcome);
-        let images_per_s = (geo.batch * geo.accumulate) as f64 / window.elapsed().as_secs_f64().max(1e-9);
+        let images_per_s =
+            (geo.batch * geo.accumulate) as f64 / window.elapsed().as_secs_f64().max(1e-9);
         window = Instant::now();
         let record = Record::Step {
             step,
@@ -269,14 +348,24 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
         if epoch_done {
             let finished_epoch = step / geo.steps_per_epoch;
             let knn_every = model.train.knn_every;
-            let knn_top1 = if knn_every > 0 && finished_epoch % knn_every as u64 == 0 && finished_epoch < model.train.epochs as u64 {
+            let knn_top1 = if knn_every > 0
+                && finished_epoch % knn_every as u64 == 0
+                && finished_epoch < model.train.epochs as u64
+            {
                 quick_knn(&trainer, &data, options, model)?
             } else {
                 None
             };
             let record = epoch_stats.finish(finished_epoch, knn_top1);
             progress.epoch(&record);
-            if let (Record::Epoch { collapse_std: Some(std), .. }, Some(width)) = (&record, trainer.projection_width()) {
+            if let (
+                Record::Epoch {
+                    collapse_std: Some(std),
+                    ..
+                },
+                Some(width),
+            ) = (&record, trainer.projection_width())
+            {
                 if let Some(warning) = collapse_warning(*std, width) {
                     progress.warn(&warning);
                 }
@@ -300,27 +389,34 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
         epochs: step / geo.steps_per_epoch,
         final_loss: last_loss,
         collapse_std: epoch_stats.last_collapse,
-        healthy_std: trainer.projection_width().map_or(0.0, |d| 1.0 / (d as f64).sqrt()),
+        healthy_std: trainer
+            .projection_width()
+            .map_or(0.0, |d| 1.0 / (d as f64).sqrt()),
         ..Summary::default()
     };
     if !options.skip_eval {
-        evaluate(&trainer.evaluator(), &train_set, &data, options, &mut summary)?;
-        metrics
-            .write(&Record::Eval {
-                step: Some(step),
-                random_init_linear_top1: None,
-                knn_top1: summary.knn.map(|a| a.top1),
-                knn_top5: summary.knn.map(|a| a.top5),
-                linear_top1: summary.linear.map(|a| a.top1),
-                linear_top5: summary.linear.map(|a| a.top5),
-                random_init_knn_top1: summary.random_init_knn.map(|a| a.top1),
-                pixels_knn_top1: summary.pixels_knn.map(|a| a.top1),
-            })
-            ?;
+        evaluate(
+            &trainer.evaluator(),
+            &train_set,
+            &data,
+            options,
+            &mut summary,
+        )?;
+        metrics.write(&Record::Eval {
+            step: Some(step),
+            random_init_linear_top1: None,
+            knn_top1: summary.knn.map(|a| a.top1),
+            knn_top5: summary.knn.map(|a| a.top5),
+            linear_top1: summary.linear.map(|a| a.top1),
+            linear_top5: summary.linear.map(|a| a.top5),
+            random_init_knn_top1: summary.random_init_knn.map(|a| a.top1),
+            pixels_knn_top1: summary.pixels_knn.map(|a| a.top1),
+        })?;
     }
     summary.seconds = started.elapsed().as_secs_f64();
     let json = serde_json::to_string_pretty(&summary).expect("summary serialises");
-    std::fs::write(options.out.join("summary.json"), json).map_err(io("cannot write summary.json"))?;
+    std::fs::write(options.out.join("summary.json"), json)
+        .map_err(io("cannot write summary.json"))?;
     Ok(summary)
 }
 
@@ -336,7 +432,14 @@ struct StepOutcome {
 
 impl Trainer<'_> {
     /// One optimiser step over `indices` (accumulate × batch dataset indices).
-    fn step(&mut self, data: &DeviceData, indices: &[usize], geo: Geometry, step: u64, lr: f64) -> Result<StepOutcome, TrainError> {
+    fn step(
+        &mut self,
+        data: &DeviceData,
+        indices: &[usize],
+        geo: Geometry,
+        step: u64,
+        lr: f64,
+    ) -> Result<StepOutcome, TrainError> {
         self.optimizer.zero_grad();
         let mut loss_sum = 0.0;
         let mut terms = std::collections::BTreeMap::new();
@@ -344,14 +447,21 @@ impl Trainer<'_> {
         let mut nn_match: Option<f64> = None;
         for micro in 0..geo.accumulate {
             let chunk = &indices[micro * geo.batch..(micro + 1) * geo.batch];
-            let index_tensor = Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>()).to_device(data.images.device());
+            let index_tensor =
+                Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>())
+                    .to_device(data.images.device());
             let batch = data.images.index_select(0, &index_tensor);
             let micro_step = step * geo.accumulate as u64 + micro as u64;
             let views: Vec<Tensor> = self
                 .augmenters
                 .iter()
                 .enumerate()
-                .map(|(view, augmenter)| augmenter.apply(&batch, seed::derive(self.seed, micro_step, Purpose::View(view as u32))))
+                .map(|(view, augmenter)| {
+                    augmenter.apply(
+                        &batch,
+                        seed::derive(self.seed, micro_step, Purpose::View(view as u32)),
+                    )
+                })
                 .collect();
             tch::manual_seed(seed::derive(self.seed, micro_step, Purpose::Network) as i64);
             let output = self.network.forward(&views, &index_tensor, true);
@@ -359,16 +469,26 @@ impl Trainer<'_> {
             scaled.backward();
             loss_sum += output.total.double_value(&[]) / geo.accumulate as f64;
             for (name, value) in &output.terms {
-                *terms.entry(name.clone()).or_insert(0.0) += value.double_value(&[]) / geo.accumulate as f64;
+                *terms.entry(name.clone()).or_insert(0.0) +=
+                    value.double_value(&[]) / geo.accumulate as f64;
             }
-            collapse += output.projection.std_dim(Some(&[0i64][..]), false, false).mean(Kind::Float).double_value(&[]) / geo.accumulate as f64;
+            collapse += output
+                .projection
+                .std_dim(Some(&[0i64][..]), false, false)
+                .mean(Kind::Float)
+                .double_value(&[])
+                / geo.accumulate as f64;
             if let (Some((neighbours, queries)), Some(labels)) = (&output.nn_hits, &data.labels) {
                 let valid = neighbours.ge(0);
                 let count = valid.sum(Kind::Int64).int64_value(&[]);
                 if count > 0 {
                     let neighbour_labels = labels.index_select(0, &neighbours.clamp_min(0));
                     let query_labels = labels.index_select(0, queries);
-                    let same = neighbour_labels.eq_tensor(&query_labels).logical_and(&valid).sum(Kind::Int64).int64_value(&[]);
+                    let same = neighbour_labels
+                        .eq_tensor(&query_labels)
+                        .logical_and(&valid)
+                        .sum(Kind::Int64)
+                        .int64_value(&[]);
                     let fraction = same as f64 / count as f64 / geo.accumulate as f64;
                     *nn_match.get_or_insert(0.0) += fraction;
                 }
@@ -381,19 +501,37 @@ impl Trainer<'_> {
         self.optimizer.step(lr);
         let progress = (step + 1) as f64 / geo.total_steps.max(1) as f64;
         let ema_momentum = self.network.update_targets(progress);
-        Ok(StepOutcome { loss: loss_sum, terms, ema_momentum, grad_norm, collapse_std: collapse, nn_match })
-    }
-
-    fn projection_width(&self) -> Option<usize> {
-        self.valid.terms().first().and_then(|term| match self.valid.shape(term.left) {
-            crate::ir::FeatureShape::Vector { width, .. } => Some(width),
-            crate::ir::FeatureShape::Image { .. } => None,
+        Ok(StepOutcome {
+            loss: loss_sum,
+            terms,
+            ema_momentum,
+            grad_norm,
+            collapse_std: collapse,
+            nn_match,
         })
     }
 
-    fn save(&self, run: &Path, step: u64, epoch: u64, options: &TrainOptions) -> Result<(), TrainError> {
-        let mut tensors: Vec<(String, Tensor)> =
-            all_variables(&self.vs).into_iter().map(|(name, tensor)| (format!("model/{name}"), tensor)).collect();
+    fn projection_width(&self) -> Option<usize> {
+        self.valid
+            .terms()
+            .first()
+            .and_then(|term| match self.valid.shape(term.left) {
+                crate::ir::FeatureShape::Vector { width, .. } => Some(width),
+                crate::ir::FeatureShape::Image { .. } => None,
+            })
+    }
+
+    fn save(
+        &self,
+        run: &Path,
+        step: u64,
+        epoch: u64,
+        options: &TrainOptions,
+    ) -> Result<(), TrainError> {
+        let mut tensors: Vec<(String, Tensor)> = all_variables(&self.vs)
+            .into_iter()
+            .map(|(name, tensor)| (format!("model/{name}"), tensor))
+            .collect();
         tensors.extend(self.optimizer.state());
         let meta = CheckpointMeta {
             format_version: checkpoint::FORMAT_VERSION,
@@ -406,7 +544,9 @@ impl Trainer<'_> {
             source: options.source.clone(),
             fingerprint: fingerprint(&self.vs),
         };
-        let path = run.join("checkpoints").join(format!("step-{step:09}.safetensors"));
+        let path = run
+            .join("checkpoints")
+            .join(format!("step-{step:09}.safetensors"));
         checkpoint::save(&path, &Checkpoint { tensors, meta })?;
         Ok(())
     }
@@ -414,8 +554,10 @@ impl Trainer<'_> {
     /// Loads the checkpoint at `path` into the model and optimiser; returns its step.
     fn restore(&mut self, path: &Path, device: Device) -> Result<u64, TrainError> {
         let ckpt = checkpoint::load(path, device)?;
-        let expected: Vec<(String, Vec<i64>)> =
-            all_variables(&self.vs).into_iter().map(|(name, tensor)| (format!("model/{name}"), tensor.size())).collect();
+        let expected: Vec<(String, Vec<i64>)> = all_variables(&self.vs)
+            .into_iter()
+            .map(|(name, tensor)| (format!("model/{name}"), tensor.size()))
+            .collect();
         checkpoint::check_compatible(&ckpt, &expected)?;
         let variables = self.vs.variables();
         tch::no_grad(|| {
@@ -428,14 +570,22 @@ impl Trainer<'_> {
                 }
             }
         });
-        let optimizer_state: Vec<(String, Tensor)> =
-            ckpt.tensors.iter().filter(|(name, _)| !name.starts_with("model/")).map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
+        let optimizer_state: Vec<(String, Tensor)> = ckpt
+            .tensors
+            .iter()
+            .filter(|(name, _)| !name.starts_with("model/"))
+            .map(|(n, t)| (n.clone(), t.shallow_clone()))
+            .collect();
         self.optimizer.load_state(&optimizer_state)?;
         Ok(ckpt.meta.step)
     }
 
     fn evaluator(&self) -> Evaluator<'_> {
-        Evaluator { valid: self.valid, network: &self.network, augmenters: &self.augmenters }
+        Evaluator {
+            valid: self.valid,
+            network: &self.network,
+            augmenters: &self.augmenters,
+        }
     }
 }
 
@@ -470,12 +620,22 @@ fn backbone_features(network: &Network, images: &Tensor, augmenter: &Augmenter) 
     Tensor::cat(&parts, 0)
 }
 
-fn quick_knn(trainer: &Trainer, data: &DeviceData, options: &TrainOptions, model: &Model) -> Result<Option<f64>, TrainError> {
+fn quick_knn(
+    trainer: &Trainer,
+    data: &DeviceData,
+    options: &TrainOptions,
+    model: &Model,
+) -> Result<Option<f64>, TrainError> {
     let trainer = trainer.evaluator();
     let (Some(knn), Some(train_labels)) = (&model.eval.knn, &data.labels) else {
         return Ok(None);
     };
-    let test_set = load_split(&model.data, &options.data_root, &model.data.test_split, None)?;
+    let test_set = load_split(
+        &model.data,
+        &options.data_root,
+        &model.data.test_split,
+        None,
+    )?;
     let test = DeviceData::new(&test_set, options.device);
     let Some(test_labels) = &test.labels else {
         return Ok(None);
@@ -483,37 +643,101 @@ fn quick_knn(trainer: &Trainer, data: &DeviceData, options: &TrainOptions, model
     let augmenter = &trainer.augmenters[0];
     let train_features = trainer.features(&data.images, augmenter);
     let test_features = trainer.features(&test.images, augmenter);
-    Ok(Some(eval::knn(&train_features, train_labels, &test_features, test_labels, knn.k, knn.temperature, data.classes).top1))
+    Ok(Some(
+        eval::knn(
+            &train_features,
+            train_labels,
+            &test_features,
+            test_labels,
+            knn.k,
+            knn.temperature,
+            data.classes,
+        )
+        .top1,
+    ))
 }
 
 /// The final evaluation: kNN and linear probe of the trained backbone, and the baselines.
-fn evaluate(trainer: &Evaluator, train_set: &ImageSet, data: &DeviceData, options: &TrainOptions, summary: &mut Summary) -> Result<(), TrainError> {
+fn evaluate(
+    trainer: &Evaluator,
+    train_set: &ImageSet,
+    data: &DeviceData,
+    options: &TrainOptions,
+    summary: &mut Summary,
+) -> Result<(), TrainError> {
     let model = trainer.valid.model();
     if model.eval.knn.is_none() && model.eval.linear.is_none() {
         return Ok(());
     }
-    let train_labels = data.labels.as_ref().ok_or_else(|| TrainError::NoLabels { split: model.data.train_split.clone() })?;
-    let test_set = load_split(&model.data, &options.data_root, &model.data.test_split, None)?;
+    let train_labels = data.labels.as_ref().ok_or_else(|| TrainError::NoLabels {
+        split: model.data.train_split.clone(),
+    })?;
+    let test_set = load_split(
+        &model.data,
+        &options.data_root,
+        &model.data.test_split,
+        None,
+    )?;
     let test = DeviceData::new(&test_set, options.device);
-    let test_labels = test.labels.as_ref().ok_or_else(|| TrainError::NoLabels { split: model.data.test_split.clone() })?;
+    let test_labels = test.labels.as_ref().ok_or_else(|| TrainError::NoLabels {
+        split: model.data.test_split.clone(),
+    })?;
     let augmenter = &trainer.augmenters[0];
     let classes = train_set.classes.len().max(test_set.classes.len()).max(1);
     let train_features = trainer.features(&data.images, augmenter);
     let test_features = trainer.features(&test.images, augmenter);
 
     if let Some(knn) = &model.eval.knn {
-        summary.knn = Some(eval::knn(&train_features, train_labels, &test_features, test_labels, knn.k, knn.temperature, classes));
+        summary.knn = Some(eval::knn(
+            &train_features,
+            train_labels,
+            &test_features,
+            test_labels,
+            knn.k,
+            knn.temperature,
+            classes,
+        ));
         // Baselines: the same encoder at random initialisation, and raw pixels.
-        let (_vs, random_network) = build_network(trainer.valid, options.device, model.train.seed ^ 0x5EED)?;
+        let (_vs, random_network) =
+            build_network(trainer.valid, options.device, model.train.seed ^ 0x5EED)?;
         let random_train = backbone_features(&random_network, &data.images, augmenter);
         let random_test = backbone_features(&random_network, &test.images, augmenter);
-        summary.random_init_knn = Some(eval::knn(&random_train, train_labels, &random_test, test_labels, knn.k, knn.temperature, classes));
-        let pixels = |images: &Tensor| augmenter.eval_transform(images).flatten(1, -1).to_kind(Kind::Float);
-        summary.pixels_knn = Some(eval::knn(&pixels(&data.images), train_labels, &pixels(&test.images), test_labels, knn.k, knn.temperature, classes));
+        summary.random_init_knn = Some(eval::knn(
+            &random_train,
+            train_labels,
+            &random_test,
+            test_labels,
+            knn.k,
+            knn.temperature,
+            classes,
+        ));
+        let pixels = |images: &Tensor| {
+            augmenter
+                .eval_transform(images)
+                .flatten(1, -1)
+                .to_kind(Kind::Float)
+        };
+        summary.pixels_knn = Some(eval::knn(
+            &pixels(&data.images),
+            train_labels,
+            &pixels(&test.images),
+            test_labels,
+            knn.k,
+            knn.temperature,
+            classes,
+        ));
     }
     if let Some(linear) = &model.eval.linear {
         let seed = seed::derive(model.train.seed, 0, Purpose::Probe);
-        summary.linear = Some(eval::linear_probe_features(&train_features, train_labels, &test_features, test_labels, linear, classes, seed));
+        summary.linear = Some(eval::linear_probe_features(
+            &train_features,
+            train_labels,
+            &test_features,
+            test_labels,
+            linear,
+            classes,
+            seed,
+        ));
     }
     Ok(())
 }
@@ -555,7 +779,10 @@ impl EpochStats {
             seconds: self.started.map_or(0.0, |s| s.elapsed().as_secs_f64()),
         };
         let last = self.last_collapse;
-        *self = EpochStats { last_collapse: last, ..EpochStats::default() };
+        *self = EpochStats {
+            last_collapse: last,
+            ..EpochStats::default()
+        };
         record
     }
 }
@@ -585,8 +812,10 @@ impl Progress {
         let bar = (format == LogFormat::Auto).then(|| {
             let bar = indicatif::ProgressBar::new(total);
             bar.set_style(
-                indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  eta {eta}")
-                    .expect("template is valid"),
+                indicatif::ProgressStyle::with_template(
+                    "{bar:30} {pos}/{len} steps  {msg}  eta {eta}",
+                )
+                .expect("template is valid"),
             );
             bar.set_position(position);
             bar
@@ -595,27 +824,56 @@ impl Progress {
     }
 
     fn step(&self, record: &Record) {
-        let Record::Step { step, loss, terms, lr, images_per_s, .. } = record else { return };
+        let Record::Step {
+            step,
+            loss,
+            terms,
+            lr,
+            images_per_s,
+            ..
+        } = record
+        else {
+            return;
+        };
         match self.format {
             LogFormat::Auto => {
                 if let Some(bar) = &self.bar {
                     bar.set_position(*step);
-                    let terms: Vec<String> = terms.iter().map(|(k, v)| format!("{k} {v:.3}")).collect();
-                    bar.set_message(format!("loss {loss:.4} [{}] lr {lr:.4} {images_per_s:.0} img/s", terms.join(", ")));
+                    let terms: Vec<String> =
+                        terms.iter().map(|(k, v)| format!("{k} {v:.3}")).collect();
+                    bar.set_message(format!(
+                        "loss {loss:.4} [{}] lr {lr:.4} {images_per_s:.0} img/s",
+                        terms.join(", ")
+                    ));
                 }
             }
             LogFormat::Plain => {
                 if *step % 50 == 0 || *step == 1 {
-                    eprintln!("step {step:>7}  loss {loss:.4}  lr {lr:.5}  {images_per_s:.0} img/s");
+                    eprintln!(
+                        "step {step:>7}  loss {loss:.4}  lr {lr:.5}  {images_per_s:.0} img/s"
+                    );
                 }
             }
-            LogFormat::Json => println!("{}", serde_json::to_string(record).expect("records serialise")),
+            LogFormat::Json => println!(
+                "{}",
+                serde_json::to_string(record).expect("records serialise")
+            ),
             LogFormat::Quiet => {}
         }
     }
 
     fn epoch(&self, record: &Record) {
-        let Record::Epoch { epoch, loss, collapse_std, nn_label_match, knn_top1, seconds } = record else { return };
+        let Record::Epoch {
+            epoch,
+            loss,
+            collapse_std,
+            nn_label_match,
+            knn_top1,
+            seconds,
+        } = record
+        else {
+            return;
+        };
         let mut line = format!("epoch {epoch:>4}  loss {loss:.4}  {seconds:.1}s");
         if let Some(std) = collapse_std {
             line += &format!("  proj std {std:.4}");
@@ -632,7 +890,10 @@ impl Progress {
                 None => eprintln!("{line}"),
             },
             LogFormat::Plain => eprintln!("{line}"),
-            LogFormat::Json => println!("{}", serde_json::to_string(record).expect("records serialise")),
+            LogFormat::Json => println!(
+                "{}",
+                serde_json::to_string(record).expect("records serialise")
+            ),
             LogFormat::Quiet => {}
         }
     }
@@ -640,7 +901,10 @@ impl Progress {
     fn warn(&self, line: &str) {
         match (&self.bar, self.format) {
             (Some(bar), _) => bar.println(line),
-            (None, LogFormat::Json) => println!("{}", serde_json::json!({ "kind": "warning", "message": line })),
+            (None, LogFormat::Json) => println!(
+                "{}",
+                serde_json::json!({ "kind": "warning", "message": line })
+            ),
             _ => eprintln!("{line}"),
         }
     }
@@ -693,24 +957,47 @@ pub fn describe(valid: &ValidModel) -> String {
         lines.push(format!("  eval     kNN k {} T {}", knn.k, knn.temperature));
     }
     if let Some(linear) = &model.eval.linear {
-        lines.push(format!("  eval     linear probe {:?}, {} epochs, lr {}", linear.mode, linear.epochs, linear.lr));
+        lines.push(format!(
+            "  eval     linear probe {:?}, {} epochs, lr {}",
+            linear.mode, linear.epochs, linear.lr
+        ));
     }
     lines.join("\n")
 }
 
 /// Builds the network of `valid` and loads the latest checkpoint of `run` into it.
-pub fn load_network(valid: &ValidModel, run: &Path, device: Device) -> Result<(nn::VarStore, Network, u64), TrainError> {
+pub fn load_network(
+    valid: &ValidModel,
+    run: &Path,
+    device: Device,
+) -> Result<(nn::VarStore, Network, u64), TrainError> {
     let model = valid.model();
-    let path = checkpoint::latest(run).ok_or_else(|| TrainError::NothingToResume { run: run.to_path_buf() })?;
+    let path = checkpoint::latest(run).ok_or_else(|| TrainError::NothingToResume {
+        run: run.to_path_buf(),
+    })?;
     let (vs, network) = build_network(valid, device, model.train.seed)?;
     let optimizer = Optimizer::new(&model.optim, trainable(&vs));
-    let mut trainer = Trainer { valid, vs, network, optimizer, augmenters: Vec::new(), seed: model.train.seed };
+    let mut trainer = Trainer {
+        valid,
+        vs,
+        network,
+        optimizer,
+        augmenters: Vec::new(),
+        seed: model.train.seed,
+    };
     let step = trainer.restore(&path, device)?;
     Ok((trainer.vs, trainer.network, step))
 }
 
 /// Evaluates the latest checkpoint of `run` (kNN and/or linear probe) and the baselines.
-pub fn evaluate_run(valid: &ValidModel, run: &Path, device: Device, data_root: &Path, knn: bool, linear: bool) -> Result<Summary, TrainError> {
+pub fn evaluate_run(
+    valid: &ValidModel,
+    run: &Path,
+    device: Device,
+    data_root: &Path,
+    knn: bool,
+    linear: bool,
+) -> Result<Summary, TrainError> {
     let mut model = valid.model().clone();
     if !knn {
         model.eval.knn = None;
@@ -718,12 +1005,22 @@ pub fn evaluate_run(valid: &ValidModel, run: &Path, device: Device, data_root: &
     if !linear {
         model.eval.linear = None;
     }
-    let valid = crate::valid::validate(model).map_err(|_| TrainError::Lower("the stored model no longer validates".into()))?;
+    let valid = crate::valid::validate(model)
+        .map_err(|_| TrainError::Lower("the stored model no longer validates".into()))?;
     let model = valid.model();
     let (_vs, network, step) = load_network(&valid, run, device)?;
     let augmenters = model_augmenters(&valid)?;
-    let evaluator = Evaluator { valid: &valid, network: &network, augmenters: &augmenters };
-    let train_set = load_split(&model.data, data_root, &model.data.train_split, model.data.limit)?;
+    let evaluator = Evaluator {
+        valid: &valid,
+        network: &network,
+        augmenters: &augmenters,
+    };
+    let train_set = load_split(
+        &model.data,
+        data_root,
+        &model.data.train_split,
+        model.data.limit,
+    )?;
     let data = DeviceData::new(&train_set, device);
     let options = TrainOptions {
         out: run.to_path_buf(),
@@ -737,7 +1034,12 @@ pub fn evaluate_run(valid: &ValidModel, run: &Path, device: Device, data_root: &
     };
     let started = Instant::now();
     let steps_per_epoch = geometry(model, data.len).map_or(1, |geo| geo.steps_per_epoch);
-    let mut summary = Summary { model: model.name.clone(), steps: step, epochs: step / steps_per_epoch, ..Summary::default() };
+    let mut summary = Summary {
+        model: model.name.clone(),
+        steps: step,
+        epochs: step / steps_per_epoch,
+        ..Summary::default()
+    };
     evaluate(&evaluator, &train_set, &data, &options, &mut summary)?;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
@@ -746,14 +1048,19 @@ pub fn evaluate_run(valid: &ValidModel, run: &Path, device: Device, data_root: &
 /// Writes the backbone's tensors of the latest checkpoint of `run` under torchvision's names
 /// (the module prefix stripped); returns how many tensors were written.
 pub fn export_backbone(valid: &ValidModel, run: &Path, out: &Path) -> Result<usize, TrainError> {
-    let path = checkpoint::latest(run).ok_or_else(|| TrainError::NothingToResume { run: run.to_path_buf() })?;
+    let path = checkpoint::latest(run).ok_or_else(|| TrainError::NothingToResume {
+        run: run.to_path_buf(),
+    })?;
     let ckpt = checkpoint::load(&path, Device::Cpu)?;
     let (_vs, network) = build_network(valid, Device::Cpu, 0)?;
     let prefix = format!("model/{}.", network.backbone_name());
     let tensors: Vec<(String, Tensor)> = ckpt
         .tensors
         .iter()
-        .filter_map(|(name, tensor)| name.strip_prefix(&prefix).map(|short| (short.to_string(), tensor.shallow_clone())))
+        .filter_map(|(name, tensor)| {
+            name.strip_prefix(&prefix)
+                .map(|short| (short.to_string(), tensor.shallow_clone()))
+        })
         .collect();
     let count = tensors.len();
     Tensor::write_safetensors(&tensors, out)?;
