@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::config;
-use super::params::{check_usize, type_error, Params, Range};
+use super::params::{callee, check_usize, type_error, Params, Range};
 use super::Program;
 use crate::diag::{did_you_mean, Diagnostic};
 use crate::ir::*;
@@ -257,17 +257,7 @@ pub fn build(
 }
 
 fn loss_kind(expr: &Expr, diags: &mut Vec<Diagnostic>) -> Option<LossKind> {
-    let (name, args, span) = match &expr.kind {
-        ExprKind::Name(name) => (name.as_str(), &[][..], expr.span),
-        ExprKind::Call { name, args } => (name.text.as_str(), args.as_slice(), name.span),
-        _ => {
-            diags.push(type_error(
-                expr,
-                "a loss kind (`infonce(tau: 0.2)` or `byol`)",
-            ));
-            return None;
-        }
-    };
+    let (name, args, span) = callee(expr, "a loss kind (`infonce(tau: 0.2)` or `byol`)", diags)?;
     match name {
         "infonce" => {
             let mut p = Params::of_call("`infonce`", span, args, &["tau"], diags);
@@ -944,17 +934,11 @@ fn widths(
 
 /// A feature-augmentation method: `None` on error, `Some(None)` for `fa none`.
 fn fa_method(expr: &Expr, diags: &mut Vec<Diagnostic>) -> Option<Option<FeatureAug>> {
-    let (name, args, span) = match &expr.kind {
-        ExprKind::Name(name) => (name.as_str(), &[][..], expr.span),
-        ExprKind::Call { name, args } => (name.text.as_str(), args.as_slice(), name.span),
-        _ => {
-            diags.push(type_error(
-                expr,
-                "a feature augmentation (`none`, `nn`, `mask`, `mixup`)",
-            ));
-            return None;
-        }
-    };
+    let (name, args, span) = callee(
+        expr,
+        "a feature augmentation (`none`, `nn`, `mask`, `mixup`)",
+        diags,
+    )?;
     let method = match name {
         "none" => {
             Params::of_call("`none`", span, args, &[], diags).finish(diags);
@@ -1075,17 +1059,7 @@ fn bank(p: &mut Params<'_>, diags: &mut Vec<Diagnostic>) -> BankConfig {
 }
 
 fn mixup_noise(expr: &Expr, diags: &mut Vec<Diagnostic>) -> Option<MixupNoise> {
-    let (name, args, span) = match &expr.kind {
-        ExprKind::Name(name) => (name.as_str(), &[][..], expr.span),
-        ExprKind::Call { name, args } => (name.text.as_str(), args.as_slice(), name.span),
-        _ => {
-            diags.push(type_error(
-                expr,
-                "a noise (`nn(...)`, `batch`, `gaussian(...)`)",
-            ));
-            return None;
-        }
-    };
+    let (name, args, span) = callee(expr, "a noise (`nn(...)`, `batch`, `gaussian(...)`)", diags)?;
     match name {
         "nn" => {
             let mut p = Params::of_call(
@@ -1127,17 +1101,11 @@ fn mixup_noise(expr: &Expr, diags: &mut Vec<Diagnostic>) -> Option<MixupNoise> {
 }
 
 fn aug_op(expr: &Expr, data: &DataConfig, diags: &mut Vec<Diagnostic>) -> Option<AugOp> {
-    let (name, args, span) = match &expr.kind {
-        ExprKind::Name(name) => (name.as_str(), &[][..], expr.span),
-        ExprKind::Call { name, args } => (name.text.as_str(), args.as_slice(), name.span),
-        _ => {
-            diags.push(type_error(
-                expr,
-                "an augmentation such as `crop` or `blur(p: 0.1)`",
-            ));
-            return None;
-        }
-    };
+    let (name, args, span) = callee(
+        expr,
+        "an augmentation such as `crop` or `blur(p: 0.1)`",
+        diags,
+    )?;
     let op = match name {
         "crop" => {
             let mut p = Params::of_call(

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::params::{check_usize, choice, type_error, Params, Range};
+use super::params::{callee, check_usize, choice, type_error, Params, Range};
 use super::{ConfigSource, Program};
 use crate::diag::{did_you_mean, Diagnostic};
 use crate::ir::*;
@@ -341,13 +341,8 @@ pub fn optim(record: Option<&Record>, fallback: Span, diags: &mut Vec<Diagnostic
 }
 
 fn optim_kind(expr: &Expr, diags: &mut Vec<Diagnostic>) -> OptimKind {
-    let (name, args, span) = match &expr.kind {
-        ExprKind::Name(name) => (name.as_str(), &[][..], expr.span),
-        ExprKind::Call { name, args } => (name.text.as_str(), args.as_slice(), name.span),
-        _ => {
-            diags.push(type_error(expr, "`sgd` or `lars(...)`"));
-            return OptimKind::Sgd;
-        }
+    let Some((name, args, span)) = callee(expr, "`sgd` or `lars(...)`", diags) else {
+        return OptimKind::Sgd;
     };
     match name {
         "sgd" => {

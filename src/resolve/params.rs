@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::diag::{did_you_mean, Diagnostic};
 use crate::ir::Span;
-use crate::syntax::ast::{Expr, ExprKind, Ident, Record};
+use crate::syntax::ast::{Arg, Expr, ExprKind, Ident, Record};
 
 /// The parameters of one call or record, read one by one with typed getters.
 pub struct Params<'a> {
@@ -92,6 +92,24 @@ impl Range {
                 self.max
             ),
             (false, false) => "finite".into(),
+        }
+    }
+}
+
+/// A constructor written as a bare name (`flip`) or a call (`blur(p: 0.1)`): its name, its
+/// arguments (none for a bare name) and the span of the name. Anything else is a type error
+/// saying what was `expected`.
+pub fn callee<'a>(
+    expr: &'a Expr,
+    expected: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<(&'a str, &'a [Arg], Span)> {
+    match &expr.kind {
+        ExprKind::Name(name) => Some((name.as_str(), &[][..], expr.span)),
+        ExprKind::Call { name, args } => Some((name.text.as_str(), args.as_slice(), name.span)),
+        _ => {
+            diags.push(type_error(expr, expected));
+            None
         }
     }
 }
