@@ -99,6 +99,11 @@ fn fa_throughput(
         compile_file(&file, &overrides).map_err(|report| fa::diag::render(&report, 100, false))?;
     let (_, valid) = compiled.cells.into_iter().next().ok_or("no model")?;
     let batch = valid.model().data.batch_size * valid.model().optim.accumulate.max(1);
+    // The PyTorch side builds the same encoder: pass it the file's convnet widths.
+    if let Some(fa::ir::ModuleKind::ConvNet { widths }) = valid.model().modules.get("f").map(|m| &m.kind) {
+        let text: Vec<String> = widths.iter().map(usize::to_string).collect();
+        std::env::set_var("FA_BENCH_WIDTHS", text.join(","));
+    }
     let out = tempfile::tempdir().map_err(|e| e.to_string())?;
     let options = TrainOptions {
         out: out.path().to_path_buf(),
@@ -172,6 +177,7 @@ fn torch_throughput(
         .args(["--steps", &settings.steps.to_string()])
         .args(["--warmup", &settings.warmup.to_string()])
         .args(["--threads", &tch::get_num_threads().to_string()])
+        .args(["--widths", &std::env::var("FA_BENCH_WIDTHS").unwrap_or_else(|_| "16,32,64".into())])
         .output()
         .map_err(|e| format!("cannot run python: {e}"))?;
     if !output.status.success() {

@@ -1,11 +1,12 @@
 """The quickstart model trained in plain PyTorch, timed like benches/train.rs times `fa train`.
 
-models/quickstart.fa: convnet(32, 64, 128) encoder, MLP projector and predictor, NN feature
-augmentation from a 4,096-entry bank with exclude_self, InfoNCE (tau 0.2) on two terms
-averaged, SGD lr 0.1 momentum 0.9 weight decay 5e-4. Each step draws a batch of uint8
-Fashion-MNIST images already in memory and augments it with torchvision's v2 transforms on
-tensors, one image at a time as a Dataset's __getitem__ would (strong view: bicubic
-antialiased resized crop with scale (0.2, 1), flip, blur p 0.5 with sigma in (0.1, 1) and a
+models/quickstart.fa: a convnet encoder (widths from --widths, which benches/train.rs takes
+from the file), MLP projector and predictor, NN feature augmentation from a 4,096-entry bank
+with exclude_self, InfoNCE (tau 0.2) on two terms averaged, SGD lr 0.5 per 256, momentum
+0.9, weight decay 5e-4. Each step draws a batch of uint8 Fashion-MNIST images already in
+memory and augments it with torchvision's v2 transforms on tensors, one image at a time as a
+Dataset's __getitem__ would (strong view: bicubic antialiased resized crop with scale
+(0.3, 1), flip, brightness/contrast jitter 0.6 p 0.8, blur p 0.5 with sigma in (0.1, 1) and a
 3-tap kernel, normalise; light view: the same without blur).
 
 Prints one JSON line: images_per_s, ms_per_step, and the augmentation's share of a step.
@@ -36,10 +37,12 @@ def load_images(root):
 
 
 def pipelines(size):
-    crop = v2.RandomResizedCrop(size, scale=(0.2, 1.0), interpolation=v2.InterpolationMode.BICUBIC, antialias=True)
+    # As models/quickstart.fa: crop scale (0.3, 1), flip, brightness/contrast jitter p 0.8.
+    crop = v2.RandomResizedCrop(size, scale=(0.3, 1.0), interpolation=v2.InterpolationMode.BICUBIC, antialias=True)
+    jitter = v2.RandomApply([v2.ColorJitter(brightness=0.6, contrast=0.6)], p=0.8)
     tail = [v2.ToDtype(torch.float32, scale=True), v2.Normalize([MEAN], [STD])]
-    strong = v2.Compose([crop, v2.RandomHorizontalFlip(), v2.RandomApply([v2.GaussianBlur(3, sigma=(0.1, 1.0))], p=0.5), *tail])
-    light = v2.Compose([crop, v2.RandomHorizontalFlip(), *tail])
+    strong = v2.Compose([crop, v2.RandomHorizontalFlip(), jitter, v2.RandomApply([v2.GaussianBlur(3, sigma=(0.1, 1.0))], p=0.5), *tail])
+    light = v2.Compose([crop, v2.RandomHorizontalFlip(), jitter, *tail])
     return strong, light
 
 
@@ -51,6 +54,7 @@ def main():
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--widths", default="16,32,64", help="the convnet encoder's widths")
     args = parser.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -60,11 +64,12 @@ def main():
     images = load_images(args.data_root)
     size = images.shape[-1]
     strong, light = pipelines(size)
-    f = convnet(1, [32, 64, 128])
-    g = mlp(128, [256, 128], True)
+    widths = [int(w) for w in args.widths.split(",")]
+    f = convnet(1, widths)
+    g = mlp(widths[-1], [256, 128], True)
     q = mlp(128, [256, 128], False)
     modules = torch.nn.ModuleList([f, g, q]).to(device)
-    optimiser = torch.optim.SGD(modules.parameters(), lr=0.1 * args.batch / 256, momentum=0.9, weight_decay=5e-4)
+    optimiser = torch.optim.SGD(modules.parameters(), lr=0.5 * args.batch / 256, momentum=0.9, weight_decay=5e-4)
     bank_size = 4096
     bank = F.normalize(torch.randn(bank_size, 128, device=device), dim=1)
     bank_indices = torch.full((bank_size,), -1, device=device)
