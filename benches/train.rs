@@ -100,7 +100,9 @@ fn fa_throughput(
     let (_, valid) = compiled.cells.into_iter().next().ok_or("no model")?;
     let batch = valid.model().data.batch_size * valid.model().optim.accumulate.max(1);
     // The PyTorch side builds the same encoder: pass it the file's convnet widths.
-    if let Some(fa::ir::ModuleKind::ConvNet { widths }) = valid.model().modules.get("f").map(|m| &m.kind) {
+    if let Some(fa::ir::ModuleKind::ConvNet { widths }) =
+        valid.model().modules.get("f").map(|m| &m.kind)
+    {
         let text: Vec<String> = widths.iter().map(usize::to_string).collect();
         std::env::set_var("FA_BENCH_WIDTHS", text.join(","));
     }
@@ -177,7 +179,10 @@ fn torch_throughput(
         .args(["--steps", &settings.steps.to_string()])
         .args(["--warmup", &settings.warmup.to_string()])
         .args(["--threads", &tch::get_num_threads().to_string()])
-        .args(["--widths", &std::env::var("FA_BENCH_WIDTHS").unwrap_or_else(|_| "16,32,64".into())])
+        .args([
+            "--widths",
+            &std::env::var("FA_BENCH_WIDTHS").unwrap_or_else(|_| "16,32,64".into()),
+        ])
         .output()
         .map_err(|e| format!("cannot run python: {e}"))?;
     if !output.status.success() {

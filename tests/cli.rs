@@ -740,5 +740,30 @@ mod runs {
             "{}",
             stderr(&output)
         );
+        // A checkpoint file instead of the run folder.
+        let first = run.join("checkpoints").join("step-000000002.safetensors");
+        assert!(
+            first.exists(),
+            "the run stopped at step 2 with a checkpoint"
+        );
+        let output = expect_code(
+            fa(&[
+                "eval",
+                path_text(&first),
+                "--knn",
+                "--data-root",
+                root,
+                "--device",
+                "cpu",
+            ]),
+            0,
+            "eval of a checkpoint file",
+        );
+        let text = stdout(&output);
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("steps") && l.contains(" 2 (")),
+            "{text}"
+        );
     }
 }

@@ -270,3 +270,28 @@ fn resnet18_with_the_cifar_stem_trains_a_few_steps_at_real_widths_on_cifar10() {
         .expect("torchvision names");
     assert_eq!(conv1.1.size(), vec![64, 3, 3, 3], "CIFAR stem: 3×3 conv1");
 }
+
+#[test]
+fn the_augmented_linear_probe_learns_from_fresh_crops_of_the_frozen_backbone() {
+    let Some(root) = fashion_root() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let valid = model(
+        "tests/train/tiny.fa",
+        &[
+            "eval.linear.mode=augmented",
+            "eval.linear.epochs=10",
+            "eval.linear.lr=2.0",
+            "eval.linear.batch=128",
+        ],
+    );
+    assert_eq!(
+        valid.model().eval.linear.as_ref().unwrap().mode,
+        fa::ir::LinearMode::Augmented
+    );
+    let summary = run(&valid, &options(dir.path(), &root, Some(16), false, false));
+    let linear = summary.linear.expect("the probe ran").top1;
+    // Ten classes: chance is 10%. 80 probe steps on crops as small as 8% of a 28×28 image
+    // reach about 32% here (the same probe on un-augmented features: about 45%); a probe
+    // fed wrong features or labels stays at chance.
+    assert!(linear > 25.0, "augmented linear probe top-1 {linear:.2}%");
+}

@@ -175,7 +175,15 @@ pub fn eval(
     device_name: &str,
     root: Option<&Path>,
 ) -> Result<Outcome, CommandError> {
-    let valid = load_run_model(run)?;
+    // A checkpoint file lives in `<run>/checkpoints/`; the run folder holds the model.
+    let folder = if run.is_file() {
+        run.parent()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("."))
+    } else {
+        run
+    };
+    let valid = load_run_model(folder)?;
     let device = device(device_name)?;
     let (knn, linear) = if !knn && !linear {
         (true, true)

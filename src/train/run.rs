@@ -9,7 +9,7 @@ use tch::{nn, Device, Kind, Tensor};
 
 use crate::data::{self, Augmenter, ImageSet, LoadOptions};
 use crate::eval::{self, Accuracy};
-use crate::ir::{DataConfig, Model, Precision};
+use crate::ir::{AugOp, DataConfig, Interpolation, LinearMode, Model, Pipeline, Precision};
 use crate::lower::Network;
 use crate::train::checkpoint::{self, Checkpoint, CheckpointMeta};
 use crate::train::metrics::{MetricsWriter, Record};
@@ -729,17 +729,73 @@ fn evaluate(
     }
     if let Some(linear) = &model.eval.linear {
         let seed = seed::derive(model.train.seed, 0, Purpose::Probe);
-        summary.linear = Some(eval::linear_probe_features(
-            &train_features,
-            train_labels,
-            &test_features,
-            test_labels,
-            linear,
-            classes,
-            seed,
-        ));
+        summary.linear = Some(match linear.mode {
+            LinearMode::Features => eval::linear_probe_features(
+                &train_features,
+                train_labels,
+                &test_features,
+                test_labels,
+                linear,
+                classes,
+                seed,
+            ),
+            LinearMode::Augmented => {
+                // The standard protocol: a fresh random resized crop and flip of every
+                // training image each epoch, through the frozen backbone.
+                let probe_augmenter = Augmenter::new(
+                    &probe_pipeline(augmenter.pipeline(), model.data.image_size),
+                    model.data.channels,
+                )?;
+                let feature_dim = train_features.size()[1] as usize;
+                let features_of = |epoch: usize, indices: &[i64]| {
+                    let index = Tensor::from_slice(indices).to_device(data.images.device());
+                    let batch = data.images.index_select(0, &index);
+                    let views = probe_augmenter.apply(
+                        &batch,
+                        seed::derive(seed, epoch as u64, Purpose::View(0)) ^ indices[0] as u64,
+                    );
+                    tch::no_grad(|| trainer.network.backbone(&views).to_kind(Kind::Float))
+                };
+                eval::linear_probe_with(
+                    features_of,
+                    train_labels,
+                    &test_features,
+                    test_labels,
+                    feature_dim,
+                    linear,
+                    classes,
+                    seed,
+                )
+            }
+        });
     }
     Ok(())
+}
+
+/// The linear probe's training augmentation: random resized crop (scale 0.08–1, bicubic) and
+/// flip at the model's image size, then the model pipeline's own normalisation.
+fn probe_pipeline(model_pipeline: &Pipeline, size: usize) -> Pipeline {
+    let mut ops = vec![
+        AugOp::RandomResizedCrop {
+            size,
+            scale: (0.08, 1.0),
+            ratio: (3.0 / 4.0, 4.0 / 3.0),
+            interpolation: Interpolation::Bicubic,
+        },
+        AugOp::HorizontalFlip { p: 0.5 },
+    ];
+    ops.extend(
+        model_pipeline
+            .ops
+            .iter()
+            .filter(|op| matches!(op, AugOp::Normalize { .. }))
+            .cloned(),
+    );
+    Pipeline {
+        name: "linear_probe".into(),
+        ops,
+        span: model_pipeline.span,
+    }
 }
 
 /// Per-epoch accumulation of the collapse monitor and loss.
@@ -965,16 +1021,22 @@ pub fn describe(valid: &ValidModel) -> String {
     lines.join("\n")
 }
 
-/// Builds the network of `valid` and loads the latest checkpoint of `run` into it.
+/// Builds the network of `valid` and loads a checkpoint into it: `run` is a checkpoint file
+/// or a run folder, whose latest checkpoint is taken.
 pub fn load_network(
     valid: &ValidModel,
     run: &Path,
     device: Device,
 ) -> Result<(nn::VarStore, Network, u64), TrainError> {
     let model = valid.model();
-    let path = checkpoint::latest(run).ok_or_else(|| TrainError::NothingToResume {
-        run: run.to_path_buf(),
-    })?;
+    // A checkpoint file is taken as it is; a run folder gives its latest checkpoint.
+    let path = if run.is_file() {
+        run.to_path_buf()
+    } else {
+        checkpoint::latest(run).ok_or_else(|| TrainError::NothingToResume {
+            run: run.to_path_buf(),
+        })?
+    };
     let (vs, network) = build_network(valid, device, model.train.seed)?;
     let optimizer = Optimizer::new(&model.optim, trainable(&vs));
     let mut trainer = Trainer {
@@ -989,7 +1051,8 @@ pub fn load_network(
     Ok((trainer.vs, trainer.network, step))
 }
 
-/// Evaluates the latest checkpoint of `run` (kNN and/or linear probe) and the baselines.
+/// Evaluates a checkpoint (`run` is a checkpoint file, or a run folder whose latest
+/// checkpoint is taken): kNN and/or linear probe, and the baselines.
 pub fn evaluate_run(
     valid: &ValidModel,
     run: &Path,
