@@ -19,5 +19,24 @@ fn main() {
         println!("cargo:rustc-link-arg=-Wl,--as-needed");
     }
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
+    compile_autocast_shim(&lib);
     println!("cargo:rustc-env=FA_LIBTORCH_LIB={lib}");
+}
+
+/// Compiles `csrc/autocast.cpp`, which sets the CUDA autocast dtype (bfloat16) that tch does
+/// not expose, against the headers of the libtorch torch-sys linked.
+fn compile_autocast_shim(lib: &str) {
+    println!("cargo:rerun-if-changed=csrc/autocast.cpp");
+    let root = std::path::Path::new(lib)
+        .parent()
+        .expect("libtorch's lib folder has a parent");
+    cc::Build::new()
+        .cpp(true)
+        .file("csrc/autocast.cpp")
+        .include(root.join("include"))
+        .include(root.join("include/torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
+        .warnings(false)
+        .compile("fa_autocast");
 }

@@ -101,6 +101,10 @@ enum Command {
         /// Train only the sweep cell with this name.
         #[arg(long)]
         cell: Option<String>,
+        /// f32, bf16 or f16; the same as `--set train.precision=...` (bf16 autocasts the
+        /// forward pass on CUDA; the CPU trains in float32).
+        #[arg(long)]
+        precision: Option<String>,
     },
     /// Evaluate a run's latest checkpoint (or a checkpoint file).
     Eval {
@@ -173,7 +177,7 @@ fn main() -> ExitCode {
         Command::Doctor => commands::doctor(),
         Command::Train {
             file,
-            overrides,
+            mut overrides,
             out,
             device,
             resume,
@@ -182,7 +186,14 @@ fn main() -> ExitCode {
             max_steps,
             no_eval,
             cell,
+            precision,
         } => {
+            if let Some(precision) = precision {
+                overrides.push(Override {
+                    key: "train.precision".into(),
+                    value: precision,
+                });
+            }
             let log = match log_format {
                 LogFormat::Auto => commands::Log::Auto,
                 LogFormat::Plain => commands::Log::Plain,

@@ -5,6 +5,8 @@ pub mod metrics;
 #[cfg(feature = "torch")]
 pub mod optim;
 #[cfg(feature = "torch")]
+pub mod precision;
+#[cfg(feature = "torch")]
 pub mod run;
 pub mod schedule;
 pub mod seed;

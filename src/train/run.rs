@@ -14,6 +14,7 @@ use crate::lower::Network;
 use crate::train::checkpoint::{self, Checkpoint, CheckpointMeta};
 use crate::train::metrics::{MetricsWriter, Record};
 use crate::train::optim::Optimizer;
+use crate::train::precision;
 use crate::train::schedule;
 use crate::train::seed::{self, Purpose};
 use crate::valid::ValidModel;
@@ -76,6 +77,8 @@ pub enum TrainError {
     NothingToResume { run: PathBuf },
     #[error(transparent)]
     Metrics(#[from] crate::train::metrics::MetricsError),
+    #[error(transparent)]
+    Precision(#[from] precision::PrecisionError),
     #[error("torch error: {0}")]
     Torch(#[from] tch::TchError),
 }
@@ -149,6 +152,8 @@ struct Trainer<'a> {
     optimizer: Optimizer,
     augmenters: Vec<Augmenter>,
     seed: u64,
+    /// The forward pass runs under bfloat16 autocast (CUDA with `precision: bf16`).
+    autocast: bool,
 }
 
 fn model_augmenters(valid: &ValidModel) -> Result<Vec<Augmenter>, TrainError> {
@@ -249,10 +254,11 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
     std::fs::write(options.out.join("model.json"), &options.source)
         .map_err(io("cannot write model.json"))?;
 
-    if model.train.precision != Precision::F32 && options.log != LogFormat::Quiet {
+    let autocast = precision::uses_autocast(model.train.precision, options.device)?;
+    if model.train.precision != Precision::F32 && !autocast && options.log != LogFormat::Quiet {
         eprintln!(
-            "note: mixed precision ({:?}) is not implemented yet; training in float32",
-            model.train.precision
+            "note: precision {:?} applies on CUDA only; training in float32 on {:?}",
+            model.train.precision, options.device
         );
     }
     let train_set = load_split(
@@ -274,6 +280,7 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
         optimizer,
         augmenters: model_augmenters(valid)?,
         seed: seed_value,
+        autocast,
     };
 
     let mut step: u64 = 0;
@@ -464,7 +471,10 @@ impl Trainer<'_> {
                 })
                 .collect();
             tch::manual_seed(seed::derive(self.seed, micro_step, Purpose::Network) as i64);
-            let output = self.network.forward(&views, &index_tensor, true);
+            let network = &mut self.network;
+            let output = precision::forward(self.autocast, || {
+                network.forward(&views, &index_tensor, true)
+            });
             let scaled = &output.total / geo.accumulate as f64;
             scaled.backward();
             loss_sum += output.total.double_value(&[]) / geo.accumulate as f64;
@@ -1046,6 +1056,7 @@ pub fn load_network(
         optimizer,
         augmenters: Vec::new(),
         seed: model.train.seed,
+        autocast: false,
     };
     let step = trainer.restore(&path, device)?;
     Ok((trainer.vs, trainer.network, step))
