@@ -403,7 +403,14 @@ mod runs {
             .filter(|l| l.starts_with('{'))
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
             .collect();
-        assert_eq!(records.len(), 3, "one JSON line per step:\n{text}");
+        assert_eq!(
+            records.len(),
+            4,
+            "one JSON line per step, then the summary:\n{text}"
+        );
+        let (summary, records) = records.split_last().unwrap();
+        assert_eq!(summary["kind"], "summary", "{text}");
+        assert_eq!(summary["steps"], 3, "{text}");
         for (i, record) in records.iter().enumerate() {
             assert_eq!(record["kind"], "step");
             assert_eq!(record["step"], i as u64 + 1);
@@ -548,6 +555,24 @@ mod runs {
             (metrics("tiny_sweep_fa=mask_"), metrics("tiny_sweep_fa=nn_")),
             before,
             "the runs are untouched"
+        );
+
+        // Another configuration into the same folder is refused, not reported as this one.
+        let third = expect_code(
+            fa(&[&args[..], &["--set", "optim.lr=0.01"]].concat()),
+            2,
+            "sweep of another configuration",
+        );
+        let said: String = stderr(&third)
+            .replace('│', " ")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(said.contains("another configuration"), "{said}");
+        assert_eq!(
+            (metrics("tiny_sweep_fa=mask_"), metrics("tiny_sweep_fa=nn_")),
+            before,
+            "the runs are still untouched"
         );
     }
 

@@ -136,6 +136,20 @@ fn k_steps_then_resume_then_k_steps_equals_2k_steps_bit_for_bit() {
         &options(interrupted.path(), &root, Some(20), true, true),
     );
 
+    // The resumed run's metrics hold each step once, as the uninterrupted run's do.
+    let steps = |dir: &Path| -> Vec<u64> {
+        fa::train::metrics::read_metrics(&dir.join("metrics.jsonl"))
+            .unwrap()
+            .into_iter()
+            .filter_map(|record| match record {
+                fa::train::metrics::Record::Step { step, .. } => Some(step),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(steps(interrupted.path()), (1..=20).collect::<Vec<u64>>());
+    assert_eq!(steps(interrupted.path()), steps(straight.path()));
+
     let a = final_tensors(straight.path());
     let b = final_tensors(interrupted.path());
     assert_eq!(a.len(), b.len());
@@ -192,13 +206,20 @@ fn corrupt_truncated_and_mismatched_checkpoints_are_refused_with_the_reason() {
     let path = checkpoint::latest(dir.path()).unwrap();
     let bytes = std::fs::read(&path).unwrap();
 
-    // Another model (other widths) in the same folder.
+    // Another model (other layers) in the same folder; the run folder is left as it was.
+    let model_json = std::fs::read(dir.path().join("model.json")).unwrap();
     let other = model("tests/train/tiny.fa", &["g.norm=none"]);
-    let error = train(&other, &options(dir.path(), &root, Some(4), true, true))
-        .expect_err("other model refused");
+    let mut other_options = options(dir.path(), &root, Some(4), true, true);
+    other_options.source = "{\"other\": true}".into();
+    let error = train(&other, &other_options).expect_err("other model refused");
     assert!(
         error.to_string().contains("g."),
         "names the mismatching tensor: {error}"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("model.json")).unwrap(),
+        model_json,
+        "model.json untouched"
     );
 
     // A flipped byte near the end (tensor data).
@@ -294,4 +315,34 @@ fn the_augmented_linear_probe_learns_from_fresh_crops_of_the_frozen_backbone() {
     // reach about 32% here (the same probe on un-augmented features: about 45%); a probe
     // fed wrong features or labels stays at chance.
     assert!(linear > 25.0, "augmented linear probe top-1 {linear:.2}%");
+}
+
+#[test]
+fn a_fresh_run_never_mixes_with_an_earlier_run_in_the_same_folder() {
+    let Some(root) = fashion_root() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let valid = model("tests/train/tiny.fa", &[]);
+    run(&valid, &options(dir.path(), &root, Some(2), true, false));
+    let error =
+        train(&valid, &options(dir.path(), &root, Some(2), true, false)).expect_err("refused");
+    assert!(matches!(error, TrainError::RunExists { .. }), "{error}");
+    assert!(
+        error.to_string().contains("--resume"),
+        "says how to continue: {error}"
+    );
+}
+
+#[test]
+fn stopping_on_an_epoch_boundary_between_checkpoints_still_saves_the_progress() {
+    let Some(root) = fashion_root() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // 16 steps per epoch; checkpoints every 5 epochs; stop after exactly 2 epochs.
+    let valid = model(
+        "tests/train/tiny.fa",
+        &["train.checkpoint_every=5", "train.epochs=6"],
+    );
+    run(&valid, &options(dir.path(), &root, Some(32), true, false));
+    let latest = checkpoint::latest(dir.path()).expect("a checkpoint at the stop");
+    let meta = checkpoint::read_meta(&latest).unwrap();
+    assert_eq!((meta.step, meta.epoch, meta.position), (32, 2, 0));
 }

@@ -87,7 +87,7 @@ fn saved(dir: &Path, step: u64) -> std::path::PathBuf {
 fn round_trip_is_bit_identical() {
     let dir = tempfile::tempdir().unwrap();
     let path = saved(dir.path(), 12);
-    assert!(path.ends_with("checkpoints/step-000012.safetensors"));
+    assert!(path.ends_with("checkpoints/step-000000012.safetensors"));
     let loaded = load(&path, Device::Cpu).unwrap();
     assert_eq!(loaded.meta, meta(12));
     let original: BTreeMap<String, Tensor> = tensors().into_iter().collect();

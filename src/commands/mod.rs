@@ -210,23 +210,7 @@ pub fn fmt(files: &[PathBuf], check: bool) -> Result<Outcome, CommandError> {
     Ok(outcome)
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let folder = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temporary = folder.join(format!(".{name}.tmp{}", std::process::id()));
-    let mut file = std::fs::File::create(&temporary)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path)
-}
+pub use crate::train::checkpoint::write_file_atomically as write_atomically;
 
 /// `fa doctor`: the libtorch in use and the devices it sees.
 pub fn doctor() -> Result<Outcome, CommandError> {

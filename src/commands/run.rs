@@ -22,6 +22,22 @@ fn failed(error: impl std::fmt::Display) -> CommandError {
     CommandError::Failed(error.to_string())
 }
 
+/// Problems with the data, the run folder or the files given exit with 2, like other usage
+/// and I/O errors; a run that failed while training exits with 1.
+fn train_error(error: runner::TrainError) -> CommandError {
+    use runner::TrainError as E;
+    match error {
+        E::Data(_)
+        | E::Io { .. }
+        | E::NothingToResume { .. }
+        | E::NoCheckpoint { .. }
+        | E::RunExists { .. }
+        | E::NoLabels { .. }
+        | E::ClassMismatch { .. } => CommandError::Usage(error.to_string()),
+        other => CommandError::Failed(other.to_string()),
+    }
+}
+
 /// Picks the cell to train: the only one, or the one named by `--cell`.
 fn pick_cell(
     cells: Vec<(Cell, ValidModel)>,
@@ -111,7 +127,7 @@ fn train_cell(
         skip_eval,
         source,
     };
-    runner::train(valid, &options).map_err(failed)
+    runner::train(valid, &options).map_err(train_error)
 }
 
 /// `fa train`: compile, train, evaluate, print the summary.
@@ -145,7 +161,14 @@ pub fn train(args: &TrainArgs) -> Result<Outcome, CommandError> {
         args.max_steps,
         args.no_eval,
     )?;
-    print_summary(&summary, &out);
+    if args.log == Log::Json {
+        let mut value = serde_json::to_value(&summary).expect("summaries serialise");
+        value["kind"] = "summary".into();
+        value["run"] = out.display().to_string().into();
+        println!("{value}");
+    } else {
+        print_summary(&summary, &out);
+    }
     Ok(Outcome::Success)
 }
 
@@ -190,8 +213,8 @@ pub fn eval(
     } else {
         (knn, linear)
     };
-    let summary =
-        runner::evaluate_run(&valid, run, device, &data_root(root), knn, linear).map_err(failed)?;
+    let summary = runner::evaluate_run(&valid, run, device, &data_root(root), knn, linear)
+        .map_err(train_error)?;
     print_summary(&summary, run);
     Ok(Outcome::Success)
 }
@@ -223,6 +246,21 @@ pub fn sweep(
             let run = out
                 .join(folder_name(&cell.name))
                 .join(format!("seed-{seed}"));
+            let mut model = cell.model.clone();
+            model.train.seed = model.train.seed.wrapping_add(seed);
+            // A cell folder holding another configuration (an earlier sweep with other
+            // `--set` values) is neither skipped nor resumed: its numbers would be reported
+            // as this sweep's.
+            let source = serde_json::to_string_pretty(&model).expect("models serialise");
+            if let Ok(stored) = std::fs::read_to_string(run.join("model.json")) {
+                if stored != source {
+                    return Err(CommandError::Usage(format!(
+                        "{} holds a run of another configuration of `{}`; sweep into another --out, or remove it",
+                        run.display(),
+                        cell.name
+                    )));
+                }
+            }
             let done = run.join("summary.json");
             if let Ok(text) = std::fs::read_to_string(&done) {
                 if let Ok(summary) = serde_json::from_str::<SummaryRecord>(&text) {
@@ -231,8 +269,6 @@ pub fn sweep(
                     continue;
                 }
             }
-            let mut model = cell.model.clone();
-            model.train.seed = model.train.seed.wrapping_add(seed);
             let valid = if seed == 0 {
                 valid.clone()
             } else {
@@ -323,7 +359,7 @@ fn compiled_header(results: &[(Cell, Vec<Summary>)], seeds: u64, device: Device)
 /// `fa export --backbone`: the encoder's weights under torchvision's names.
 pub fn export(run: &Path, backbone_out: &Path) -> Result<Outcome, CommandError> {
     let valid = load_run_model(run)?;
-    let names = runner::export_backbone(&valid, run, backbone_out).map_err(failed)?;
+    let names = runner::export_backbone(&valid, run, backbone_out).map_err(train_error)?;
     eprintln!("wrote {} tensors to {}", names, backbone_out.display());
     Ok(Outcome::Success)
 }

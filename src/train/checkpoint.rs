@@ -9,7 +9,7 @@
 //! Saving writes a temporary file beside the target, syncs it, renames it over the target
 //! and syncs the directory, so a crash at any moment leaves either the previous checkpoint
 //! or the new one, never a half-written file under a checkpoint name. Checkpoints of a run
-//! live in `<run>/checkpoints/step-000123.safetensors`.
+//! live in `<run>/checkpoints/step-000000123.safetensors`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -139,7 +139,7 @@ pub fn fingerprint(parameters: &[(String, Vec<i64>)]) -> String {
 pub fn checkpoint_path(run_dir: &Path, step: u64) -> PathBuf {
     run_dir
         .join(CHECKPOINT_FOLDER)
-        .join(format!("step-{step:06}.safetensors"))
+        .join(format!("step-{step:09}.safetensors"))
 }
 
 /// The step number encoded in a checkpoint file name, `None` for any other file (temporary
@@ -201,25 +201,21 @@ fn checksum<'a>(
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename,
-/// fsync of the folder. Creates the folder when missing. Only `save` writes checkpoints,
-/// and it needs libtorch; this part does not, so it stays outside the torch module.
-#[cfg_attr(not(feature = "torch"), allow(dead_code))]
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
+/// fsync of the folder. Creates the folder when missing. On failure the temporary file is
+/// removed and `path` is untouched. Every file fa writes into a run folder (checkpoints,
+/// `model.json`, `summary.json`, exports) and every file `fa fmt` rewrites goes through here.
+pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
 
-    let io_error = |source| CheckpointError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
     let folder = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    std::fs::create_dir_all(&folder).map_err(io_error)?;
+    std::fs::create_dir_all(&folder)?;
     let file_name = path
         .file_name()
         .and_then(|name| name.to_str())
-        .unwrap_or("checkpoint");
+        .unwrap_or("file");
     // The leading dot and the `.tmp` suffix keep `latest` from ever picking a partial file.
     let temporary = folder.join(format!(".{file_name}.{}.tmp", std::process::id()));
     let result = (|| {
@@ -238,7 +234,15 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
     if result.is_err() {
         let _ = std::fs::remove_file(&temporary);
     }
-    result.map_err(io_error)
+    result
+}
+
+#[cfg_attr(not(feature = "torch"), allow(dead_code))]
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
+    write_file_atomically(path, bytes).map_err(|source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Checks the parts of a checkpoint file that do not need libtorch: the header, the

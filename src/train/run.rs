@@ -9,7 +9,10 @@ use tch::{nn, Device, Kind, Tensor};
 
 use crate::data::{self, Augmenter, ImageSet, LoadOptions};
 use crate::eval::{self, Accuracy};
-use crate::ir::{AugOp, DataConfig, Interpolation, LinearMode, Model, Pipeline, Precision};
+use crate::ir::{
+    AugOp, DataConfig, Interpolation, KnnConfig, LinearConfig, LinearMode, Model, Pipeline,
+    Precision,
+};
 use crate::lower::Network;
 use crate::train::checkpoint::{self, Checkpoint, CheckpointMeta};
 use crate::train::metrics::{MetricsWriter, Record};
@@ -62,12 +65,16 @@ pub enum TrainError {
         what: String,
         source: std::io::Error,
     },
-    #[error("the loss became {value} at step {step} (epoch {epoch}); the last good checkpoint is kept in {}", .run.display())]
+    #[error("the {what} became {value} at step {step} (epoch {epoch}); the parameters were not updated with it; {kept}")]
     NonFiniteLoss {
+        /// `loss` or `gradient norm`.
+        what: &'static str,
         value: f64,
         step: u64,
+        /// Counted from 1, as the progress lines count.
         epoch: u64,
-        run: PathBuf,
+        /// Which checkpoint is kept, or that none was saved yet.
+        kept: String,
     },
     #[error("the dataset has {images} training images, fewer than one effective batch of {batch}")]
     TooFewImages { images: usize, batch: usize },
@@ -75,6 +82,19 @@ pub enum TrainError {
     NoLabels { split: String },
     #[error("--resume given but {} holds no checkpoint", .run.display())]
     NothingToResume { run: PathBuf },
+    #[error("{} holds no checkpoint", .run.display())]
+    NoCheckpoint { run: PathBuf },
+    #[error("{} already holds a run (checkpoints up to {}); continue it with --resume, or train into another --out", .run.display(), .latest.display())]
+    RunExists { run: PathBuf, latest: PathBuf },
+    #[error("the {test} split's classes ({test_classes}) differ from the {train} split's ({train_classes}), so their labels cannot be compared")]
+    ClassMismatch {
+        train: String,
+        test: String,
+        train_classes: String,
+        test_classes: String,
+    },
+    #[error("no tensor of the backbone `{backbone}` in {}", .path.display())]
+    EmptyExport { backbone: String, path: PathBuf },
     #[error(transparent)]
     Metrics(#[from] crate::train::metrics::MetricsError),
     #[error(transparent)]
@@ -249,10 +269,22 @@ fn geometry(model: &Model, images: usize) -> Result<Geometry, TrainError> {
 pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, TrainError> {
     let model = valid.model();
     let started = Instant::now();
-    std::fs::create_dir_all(options.out.join("checkpoints"))
-        .map_err(io(format!("cannot create {}", options.out.display())))?;
-    std::fs::write(options.out.join("model.json"), &options.source)
-        .map_err(io("cannot write model.json"))?;
+    // Refuse before any work: a fresh run never mixes with an old one in the same folder.
+    let existing = checkpoint::latest(&options.out);
+    match (&existing, options.resume) {
+        (Some(latest), false) => {
+            return Err(TrainError::RunExists {
+                run: options.out.clone(),
+                latest: latest.clone(),
+            })
+        }
+        (None, true) => {
+            return Err(TrainError::NothingToResume {
+                run: options.out.clone(),
+            })
+        }
+        _ => {}
+    }
 
     let autocast = precision::uses_autocast(model.train.precision, options.device)?;
     if model.train.precision != Precision::F32 && !autocast && options.log != LogFormat::Quiet {
@@ -268,6 +300,20 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
         model.data.limit,
     )?;
     let data = DeviceData::new(&train_set, options.device);
+    // Evaluation data is loaded and checked now, not after hours of training.
+    let evaluates = (!options.skip_eval
+        && (model.eval.knn.is_some() || model.eval.linear.is_some()))
+        || (model.train.knn_every > 0 && model.eval.knn.is_some());
+    let test = if evaluates {
+        Some(load_test(
+            model,
+            &options.data_root,
+            &train_set,
+            options.device,
+        )?)
+    } else {
+        None
+    };
     let geo = geometry(model, data.len)?;
     let seed_value = model.train.seed;
 
@@ -284,14 +330,18 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
     };
 
     let mut step: u64 = 0;
-    if options.resume {
-        let Some(path) = checkpoint::latest(&options.out) else {
-            return Err(TrainError::NothingToResume {
-                run: options.out.clone(),
-            });
-        };
-        step = trainer.restore(&path, options.device)?;
+    if let (Some(path), true) = (&existing, options.resume) {
+        step = trainer.restore(path, options.device, &options.source, options.log)?;
+        keep_metrics_up_to(
+            &options.out.join("metrics.jsonl"),
+            step,
+            geo.steps_per_epoch,
+        )?;
     }
+    // Written only once the checkpoint (if any) has been accepted, so a refused resume
+    // leaves the run folder as it was.
+    checkpoint::write_file_atomically(&options.out.join("model.json"), options.source.as_bytes())
+        .map_err(io("cannot write model.json"))?;
 
     let metrics_path = options.out.join("metrics.jsonl");
     let mut metrics = MetricsWriter::open(&metrics_path)?;
@@ -302,6 +352,7 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
     let mut epoch_stats = EpochStats::default();
     let mut last_loss = None;
     let mut window = Instant::now();
+    let mut last_saved = options.resume.then_some(step);
 
     while step < last_step {
         let epoch = step / geo.steps_per_epoch;
@@ -324,12 +375,17 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
             step,
             lr,
         )?;
-        if !outcome.loss.is_finite() {
+        if let Some((what, value)) = outcome.non_finite() {
+            let kept = match checkpoint::latest(&options.out) {
+                Some(path) => format!("the last good checkpoint is kept: {}", path.display()),
+                None => "no checkpoint had been saved yet".to_string(),
+            };
             return Err(TrainError::NonFiniteLoss {
-                value: outcome.loss,
-                step,
-                epoch,
-                run: options.out.clone(),
+                what,
+                value,
+                step: step + 1,
+                epoch: epoch + 1,
+                kept,
             });
         }
         step += 1;
@@ -359,7 +415,8 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
                 && finished_epoch % knn_every as u64 == 0
                 && finished_epoch < model.train.epochs as u64
             {
-                quick_knn(&trainer, &data, options, model)?
+                test.as_ref()
+                    .and_then(|test| quick_knn(&trainer, &data, test, model))
             } else {
                 None
             };
@@ -380,13 +437,14 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
             metrics.write(&record)?;
             let every = model.train.checkpoint_every.max(1) as u64;
             if finished_epoch % every == 0 || step == geo.total_steps {
-                trainer.save(&options.out, step, finished_epoch, options)?;
+                trainer.save(&options.out, step, geo, options)?;
+                last_saved = Some(step);
             }
         }
     }
-    if step % geo.steps_per_epoch != 0 || step == 0 {
-        // Stopped by --max-steps inside an epoch: keep the progress.
-        trainer.save(&options.out, step, step / geo.steps_per_epoch, options)?;
+    if last_saved != Some(step) {
+        // Stopped by --max-steps between checkpoints: keep the progress.
+        trainer.save(&options.out, step, geo, options)?;
     }
     progress.finish();
 
@@ -402,13 +460,9 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
         ..Summary::default()
     };
     if !options.skip_eval {
-        evaluate(
-            &trainer.evaluator(),
-            &train_set,
-            &data,
-            options,
-            &mut summary,
-        )?;
+        if let Some(test) = &test {
+            evaluate(&trainer.evaluator(), &data, test, options, &mut summary)?;
+        }
         metrics.write(&Record::Eval {
             step: Some(step),
             random_init_linear_top1: None,
@@ -422,7 +476,7 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
     }
     summary.seconds = started.elapsed().as_secs_f64();
     let json = serde_json::to_string_pretty(&summary).expect("summary serialises");
-    std::fs::write(options.out.join("summary.json"), json)
+    checkpoint::write_file_atomically(&options.out.join("summary.json"), json.as_bytes())
         .map_err(io("cannot write summary.json"))?;
     Ok(summary)
 }
@@ -432,9 +486,22 @@ struct StepOutcome {
     loss: f64,
     terms: std::collections::BTreeMap<String, f64>,
     ema_momentum: Option<f64>,
+    /// The global gradient norm before clipping.
     grad_norm: Option<f64>,
     collapse_std: f64,
     nn_match: Option<f64>,
+}
+
+impl StepOutcome {
+    /// What was not finite, when something was: then the step did not update anything.
+    fn non_finite(&self) -> Option<(&'static str, f64)> {
+        if !self.loss.is_finite() {
+            return Some(("loss", self.loss));
+        }
+        self.grad_norm
+            .filter(|norm| !norm.is_finite())
+            .map(|norm| ("gradient norm", norm))
+    }
 }
 
 impl Trainer<'_> {
@@ -505,20 +572,26 @@ impl Trainer<'_> {
             }
         }
         let grad_norm = match self.valid.model().optim.clip_grad_norm {
-            Some(max) => Some(self.optimizer.clip_grad_norm(max)),
-            None => None,
+            Some(max) => self.optimizer.clip_grad_norm(max),
+            None => self.optimizer.grad_norm(),
         };
-        self.optimizer.step(lr);
-        let progress = (step + 1) as f64 / geo.total_steps.max(1) as f64;
-        let ema_momentum = self.network.update_targets(progress);
-        Ok(StepOutcome {
+        let mut outcome = StepOutcome {
             loss: loss_sum,
             terms,
-            ema_momentum,
-            grad_norm,
+            ema_momentum: None,
+            grad_norm: Some(grad_norm),
             collapse_std: collapse,
             nn_match,
-        })
+        };
+        // A non-finite loss or gradient must not reach the parameters: the run stops with
+        // the parameters of the last finite step.
+        if outcome.non_finite().is_some() {
+            return Ok(outcome);
+        }
+        self.optimizer.step(lr);
+        let progress = (step + 1) as f64 / geo.total_steps.max(1) as f64;
+        outcome.ema_momentum = self.network.update_targets(progress);
+        Ok(outcome)
     }
 
     fn projection_width(&self) -> Option<usize> {
@@ -535,9 +608,11 @@ impl Trainer<'_> {
         &self,
         run: &Path,
         step: u64,
-        epoch: u64,
+        geo: Geometry,
         options: &TrainOptions,
     ) -> Result<(), TrainError> {
+        let epoch = step / geo.steps_per_epoch;
+        let position = (step % geo.steps_per_epoch) * (geo.batch * geo.accumulate) as u64;
         let mut tensors: Vec<(String, Tensor)> = all_variables(&self.vs)
             .into_iter()
             .map(|(name, tensor)| (format!("model/{name}"), tensor))
@@ -549,21 +624,39 @@ impl Trainer<'_> {
             model_name: self.valid.model().name.clone(),
             step,
             epoch,
-            position: 0,
+            position,
             seed: self.seed,
             source: options.source.clone(),
             fingerprint: fingerprint(&self.vs),
         };
-        let path = run
-            .join("checkpoints")
-            .join(format!("step-{step:09}.safetensors"));
-        checkpoint::save(&path, &Checkpoint { tensors, meta })?;
+        checkpoint::save(
+            &checkpoint::checkpoint_path(run, step),
+            &Checkpoint { tensors, meta },
+        )?;
         Ok(())
     }
 
-    /// Loads the checkpoint at `path` into the model and optimiser; returns its step.
-    fn restore(&mut self, path: &Path, device: Device) -> Result<u64, TrainError> {
+    /// Loads the checkpoint at `path` into the model and optimiser; returns its step. A
+    /// checkpoint of the same parameters but another configuration (`source`) is accepted
+    /// with a warning: changing the learning rate of a resumed run is a legitimate choice.
+    fn restore(
+        &mut self,
+        path: &Path,
+        device: Device,
+        source: &str,
+        log: LogFormat,
+    ) -> Result<u64, TrainError> {
         let ckpt = checkpoint::load(path, device)?;
+        if !source.is_empty()
+            && !ckpt.meta.source.is_empty()
+            && ckpt.meta.source != source
+            && log != LogFormat::Quiet
+        {
+            eprintln!(
+                "warning: resuming {} with a configuration that differs from the one it was saved with; the schedule and data order follow the new one",
+                path.display()
+            );
+        }
         let expected: Vec<(String, Vec<i64>)> = all_variables(&self.vs)
             .into_iter()
             .map(|(name, tensor)| (format!("model/{name}"), tensor.size()))
@@ -633,27 +726,20 @@ fn backbone_features(network: &Network, images: &Tensor, augmenter: &Augmenter) 
 fn quick_knn(
     trainer: &Trainer,
     data: &DeviceData,
-    options: &TrainOptions,
+    test: &DeviceData,
     model: &Model,
-) -> Result<Option<f64>, TrainError> {
+) -> Option<f64> {
     let trainer = trainer.evaluator();
-    let (Some(knn), Some(train_labels)) = (&model.eval.knn, &data.labels) else {
-        return Ok(None);
-    };
-    let test_set = load_split(
-        &model.data,
-        &options.data_root,
-        &model.data.test_split,
-        None,
-    )?;
-    let test = DeviceData::new(&test_set, options.device);
-    let Some(test_labels) = &test.labels else {
-        return Ok(None);
-    };
+    let (knn, train_labels, test_labels) = (
+        model.eval.knn.as_ref()?,
+        data.labels.as_ref()?,
+        test.labels.as_ref()?,
+    );
     let augmenter = &trainer.augmenters[0];
     let train_features = trainer.features(&data.images, augmenter);
     let test_features = trainer.features(&test.images, augmenter);
-    Ok(Some(
+    let classes = data.classes.max(test.classes);
+    Some(
         eval::knn(
             &train_features,
             train_labels,
@@ -661,17 +747,73 @@ fn quick_knn(
             test_labels,
             knn.k,
             knn.temperature,
-            data.classes,
+            classes,
         )
         .top1,
-    ))
+    )
+}
+
+/// Loads the evaluation split and checks what evaluation needs: labels on both splits and
+/// the same classes (labels are indices into each split's class list).
+fn load_test(
+    model: &Model,
+    root: &Path,
+    train_set: &ImageSet,
+    device: Device,
+) -> Result<DeviceData, TrainError> {
+    if train_set.labels.is_none() {
+        return Err(TrainError::NoLabels {
+            split: model.data.train_split.clone(),
+        });
+    }
+    let test_set = load_split(&model.data, root, &model.data.test_split, None)?;
+    if test_set.labels.is_none() {
+        return Err(TrainError::NoLabels {
+            split: model.data.test_split.clone(),
+        });
+    }
+    if !train_set.classes.is_empty()
+        && !test_set.classes.is_empty()
+        && train_set.classes != test_set.classes
+    {
+        return Err(TrainError::ClassMismatch {
+            train: model.data.train_split.clone(),
+            test: model.data.test_split.clone(),
+            train_classes: train_set.classes.join(", "),
+            test_classes: test_set.classes.join(", "),
+        });
+    }
+    Ok(DeviceData::new(&test_set, device))
+}
+
+/// After a resume from step `step`, keeps only the metrics records up to that step, so the
+/// steps that are trained again are not recorded twice.
+fn keep_metrics_up_to(path: &Path, step: u64, steps_per_epoch: u64) -> Result<(), TrainError> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let records = crate::train::metrics::read_metrics(path)?;
+    let mut text = String::new();
+    for record in records {
+        let keep = match &record {
+            Record::Step { step: s, .. } => *s <= step,
+            Record::Epoch { epoch, .. } => *epoch * steps_per_epoch <= step,
+            Record::Eval { .. } => false,
+        };
+        if keep {
+            text += &serde_json::to_string(&record).expect("records serialise");
+            text.push('\n');
+        }
+    }
+    checkpoint::write_file_atomically(path, text.as_bytes())
+        .map_err(io("cannot rewrite metrics.jsonl"))
 }
 
 /// The final evaluation: kNN and linear probe of the trained backbone, and the baselines.
 fn evaluate(
     trainer: &Evaluator,
-    train_set: &ImageSet,
     data: &DeviceData,
+    test: &DeviceData,
     options: &TrainOptions,
     summary: &mut Summary,
 ) -> Result<(), TrainError> {
@@ -682,18 +824,11 @@ fn evaluate(
     let train_labels = data.labels.as_ref().ok_or_else(|| TrainError::NoLabels {
         split: model.data.train_split.clone(),
     })?;
-    let test_set = load_split(
-        &model.data,
-        &options.data_root,
-        &model.data.test_split,
-        None,
-    )?;
-    let test = DeviceData::new(&test_set, options.device);
     let test_labels = test.labels.as_ref().ok_or_else(|| TrainError::NoLabels {
         split: model.data.test_split.clone(),
     })?;
     let augmenter = &trainer.augmenters[0];
-    let classes = train_set.classes.len().max(test_set.classes.len()).max(1);
+    let classes = data.classes.max(test.classes);
     let train_features = trainer.features(&data.images, augmenter);
     let test_features = trainer.features(&test.images, augmenter);
 
@@ -1058,7 +1193,7 @@ pub fn load_network(
         seed: model.train.seed,
         autocast: false,
     };
-    let step = trainer.restore(&path, device)?;
+    let step = trainer.restore(&path, device, "", LogFormat::Quiet)?;
     Ok((trainer.vs, trainer.network, step))
 }
 
@@ -1073,11 +1208,34 @@ pub fn evaluate_run(
     linear: bool,
 ) -> Result<Summary, TrainError> {
     let mut model = valid.model().clone();
-    if !knn {
-        model.eval.knn = None;
+    // Asking for an evaluation the file does not configure uses the usual protocol.
+    let span = model.span;
+    match (knn, model.eval.knn.is_some()) {
+        (false, _) => model.eval.knn = None,
+        (true, false) => {
+            model.eval.knn = Some(KnnConfig {
+                k: 200,
+                temperature: 0.1,
+                span,
+            })
+        }
+        (true, true) => {}
     }
-    if !linear {
-        model.eval.linear = None;
+    match (linear, model.eval.linear.is_some()) {
+        (false, _) => model.eval.linear = None,
+        (true, false) => {
+            model.eval.linear = Some(LinearConfig {
+                epochs: 60,
+                lr: 1.0,
+                batch_size: 256,
+                momentum: 0.9,
+                weight_decay: 0.0,
+                milestones: vec![40, 50, 55],
+                mode: LinearMode::Features,
+                span,
+            })
+        }
+        (true, true) => {}
     }
     let valid = crate::valid::validate(model)
         .map_err(|_| TrainError::Lower("the stored model no longer validates".into()))?;
@@ -1096,6 +1254,7 @@ pub fn evaluate_run(
         model.data.limit,
     )?;
     let data = DeviceData::new(&train_set, device);
+    let test = load_test(model, data_root, &train_set, device)?;
     let options = TrainOptions {
         out: run.to_path_buf(),
         device,
@@ -1114,7 +1273,7 @@ pub fn evaluate_run(
         epochs: step / steps_per_epoch,
         ..Summary::default()
     };
-    evaluate(&evaluator, &train_set, &data, &options, &mut summary)?;
+    evaluate(&evaluator, &data, &test, &options, &mut summary)?;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
 }
@@ -1122,12 +1281,17 @@ pub fn evaluate_run(
 /// Writes the backbone's tensors of the latest checkpoint of `run` under torchvision's names
 /// (the module prefix stripped); returns how many tensors were written.
 pub fn export_backbone(valid: &ValidModel, run: &Path, out: &Path) -> Result<usize, TrainError> {
-    let path = checkpoint::latest(run).ok_or_else(|| TrainError::NothingToResume {
-        run: run.to_path_buf(),
-    })?;
+    let path = if run.is_file() {
+        run.to_path_buf()
+    } else {
+        checkpoint::latest(run).ok_or_else(|| TrainError::NoCheckpoint {
+            run: run.to_path_buf(),
+        })?
+    };
     let ckpt = checkpoint::load(&path, Device::Cpu)?;
     let (_vs, network) = build_network(valid, Device::Cpu, 0)?;
-    let prefix = format!("model/{}.", network.backbone_name());
+    let backbone = network.backbone_name().to_string();
+    let prefix = format!("model/{backbone}.");
     let tensors: Vec<(String, Tensor)> = ckpt
         .tensors
         .iter()
@@ -1136,9 +1300,21 @@ pub fn export_backbone(valid: &ValidModel, run: &Path, out: &Path) -> Result<usi
                 .map(|short| (short.to_string(), tensor.shallow_clone()))
         })
         .collect();
-    let count = tensors.len();
-    Tensor::write_safetensors(&tensors, out)?;
-    Ok(count)
+    if tensors.is_empty() {
+        return Err(TrainError::EmptyExport { backbone, path });
+    }
+    // Through a temporary file and a rename, like every file fa writes.
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temporary = out.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    if let Err(error) = Tensor::write_safetensors(&tensors, &temporary) {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(error.into());
+    }
+    std::fs::rename(&temporary, out).map_err(io(format!("cannot write {}", out.display())))?;
+    Ok(tensors.len())
 }
 
 #[cfg(test)]

@@ -50,7 +50,8 @@ impl SplitMix {
         self.0 = self.0.wrapping_add(GOLDEN);
         mix(self.0)
     }
-    /// Uniform in `0..bound` (Lemire's multiply-shift; the bias is below 2^-32 for our sizes).
+    /// Uniform in `0..bound` (Lemire's multiply-shift on 32 random bits: the bias is at most
+    /// `bound / 2^32`, below 3e-4 for the 1.28 million images of ImageNet).
     pub fn below(&mut self, bound: usize) -> usize {
         ((self.next_u64() >> 32) * bound as u64 >> 32) as usize
     }

@@ -152,9 +152,12 @@ pub fn layout(cells: &[CellResult], header: &str) -> Table {
         let seeds = cell.knn.len().max(cell.linear.len());
         for seed in 0..seeds {
             let fmt = |v: Option<&f64>| v.map_or(String::new(), |v| format!("{v:.4}"));
+            // CSV quoting: a quote inside a field is doubled.
+            let quote = |text: &str| format!("\"{}\"", text.replace('"', "\"\""));
             csv += &format!(
-                "\"{}\",\"{axes}\",{seed},{},{}\n",
-                cell.name,
+                "{},{},{seed},{},{}\n",
+                quote(&cell.name),
+                quote(&axes),
                 fmt(cell.knn.get(seed)),
                 fmt(cell.linear.get(seed))
             );
