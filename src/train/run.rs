@@ -833,28 +833,25 @@ fn evaluate(
     let test_features = trainer.features(&test.images, augmenter);
 
     if let Some(knn) = &model.eval.knn {
-        summary.knn = Some(eval::knn(
-            &train_features,
-            train_labels,
-            &test_features,
-            test_labels,
-            knn.k,
-            knn.temperature,
-            classes,
-        ));
+        // The same protocol for the trained encoder and both baselines.
+        let accuracy = |train: &Tensor, test: &Tensor| {
+            eval::knn(
+                train,
+                train_labels,
+                test,
+                test_labels,
+                knn.k,
+                knn.temperature,
+                classes,
+            )
+        };
+        summary.knn = Some(accuracy(&train_features, &test_features));
         // Baselines: the same encoder at random initialisation, and raw pixels.
         let (_vs, random_network) =
             build_network(trainer.valid, options.device, model.train.seed ^ 0x5EED)?;
-        let random_train = backbone_features(&random_network, &data.images, augmenter);
-        let random_test = backbone_features(&random_network, &test.images, augmenter);
-        summary.random_init_knn = Some(eval::knn(
-            &random_train,
-            train_labels,
-            &random_test,
-            test_labels,
-            knn.k,
-            knn.temperature,
-            classes,
+        summary.random_init_knn = Some(accuracy(
+            &backbone_features(&random_network, &data.images, augmenter),
+            &backbone_features(&random_network, &test.images, augmenter),
         ));
         let pixels = |images: &Tensor| {
             augmenter
@@ -862,15 +859,7 @@ fn evaluate(
                 .flatten(1, -1)
                 .to_kind(Kind::Float)
         };
-        summary.pixels_knn = Some(eval::knn(
-            &pixels(&data.images),
-            train_labels,
-            &pixels(&test.images),
-            test_labels,
-            knn.k,
-            knn.temperature,
-            classes,
-        ));
+        summary.pixels_knn = Some(accuracy(&pixels(&data.images), &pixels(&test.images)));
     }
     if let Some(linear) = &model.eval.linear {
         let seed = seed::derive(model.train.seed, 0, Purpose::Probe);
