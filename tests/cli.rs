@@ -43,6 +43,52 @@ fn path_text(path: &Path) -> &str {
 }
 
 #[test]
+fn check_treats_a_file_without_model_as_a_library_and_passes_every_model_file() {
+    let output = expect_code(fa(&["check", "models/common.fa"]), 0, "library");
+    assert!(
+        stderr(&output).contains("models/common.fa: a library of"),
+        "{}",
+        stderr(&output)
+    );
+    let mut files = vec![
+        "models/common.fa".to_string(),
+        "models/quickstart.fa".to_string(),
+    ];
+    for folder in [
+        "baselines",
+        "cifar10",
+        "table1",
+        "table2",
+        "table3",
+        "table4",
+        "table5",
+    ] {
+        for entry in std::fs::read_dir(format!("models/{folder}"))
+            .unwrap()
+            .flatten()
+        {
+            files.push(entry.path().display().to_string());
+        }
+    }
+    let args: Vec<&str> = std::iter::once("check")
+        .chain(files.iter().map(String::as_str))
+        .collect();
+    let output = expect_code(fa(&args), 0, "every file of models/");
+    assert_eq!(
+        stderr(&output)
+            .lines()
+            .filter(|l| l.contains(": ok ("))
+            .count(),
+        files.len() - 1
+    );
+    // An empty file is no library: it gets the model's diagnostics.
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.fa");
+    std::fs::write(&empty, "").unwrap();
+    expect_code(fa(&["check", empty.to_str().unwrap()]), 1, "empty file");
+}
+
+#[test]
 fn check_exits_0_on_valid_files_even_with_warnings() {
     let output = expect_code(fa(&["check", "models/quickstart.fa"]), 0, "quickstart");
     assert!(

@@ -111,6 +111,13 @@ pub fn check(
     }
     let mut failed = false;
     for file in files {
+        if let Some(definitions) = library_definitions(file) {
+            eprintln!(
+                "{}: a library of {definitions} definitions (no `model`), parsed; the files that `use` it check them in full",
+                file.display()
+            );
+            continue;
+        }
         match compile(file, overrides)? {
             Some(compiled) => {
                 let warnings = compiled.report.warning_count();
@@ -137,6 +144,20 @@ pub fn check(
     } else {
         Outcome::Success
     })
+}
+
+/// The number of definitions of `file` when it parses and is a library, a file meant to be
+/// `use`d (no `model` and no `loss`), such as `models/common.fa`; `None` otherwise, so that
+/// everything else, syntax errors included, goes through the full compile.
+fn library_definitions(file: &Path) -> Option<usize> {
+    use crate::syntax::ast::ItemKind;
+    let text = std::fs::read_to_string(file).ok()?;
+    let parsed = crate::syntax::parse_file(0, &text).ok()?;
+    let is_model = parsed
+        .items
+        .iter()
+        .any(|item| matches!(item.kind, ItemKind::Model(_) | ItemKind::Loss { .. }));
+    (!is_model && !parsed.items.is_empty()).then_some(parsed.items.len())
 }
 
 fn each_cell(
