@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::config;
-use super::params::{callee, check_usize, type_error, Params, Range};
+use super::params::{callee, check_usize, type_error, unknown_name, Params, Range};
 use super::Program;
 use crate::diag::{did_you_mean, Diagnostic};
 use crate::ir::*;
@@ -287,18 +287,14 @@ fn loss_kind(expr: &Expr, diags: &mut Vec<Diagnostic>) -> Option<LossKind> {
             Some(LossKind::Byol)
         }
         other => {
-            let diagnostic = Diagnostic::error(
+            diags.push(unknown_name(
                 "fa::resolve::unknown_loss",
                 span,
-                format!("unknown loss `{other}`"),
-                "unknown loss",
-            );
-            diags.push(
-                diagnostic.with_help(
-                    did_you_mean(other, ["infonce", "byol"])
-                        .unwrap_or_else(|| "losses are `infonce(tau: ...)` and `byol`".into()),
-                ),
-            );
+                (format!("unknown loss `{other}`"), "unknown loss"),
+                other,
+                &["infonce", "byol"],
+                || "losses are `infonce(tau: ...)` and `byol`".into(),
+            ));
             None
         }
     }
@@ -861,16 +857,14 @@ impl Builder<'_> {
                 }
             }
             other => {
-                let diagnostic = Diagnostic::error(
+                diags.push(unknown_name(
                     "fa::resolve::unknown_module_kind",
                     callee_span,
-                    format!("unknown module kind `{other}`"),
-                    "unknown kind",
-                );
-                let help = did_you_mean(other, MODULE_KINDS.iter().copied()).unwrap_or_else(|| {
-                    format!("kinds are {}", super::params::quote_list(MODULE_KINDS))
-                });
-                diags.push(diagnostic.with_help(help));
+                    (format!("unknown module kind `{other}`"), "unknown kind"),
+                    other,
+                    MODULE_KINDS,
+                    || format!("kinds are {}", super::params::quote_list(MODULE_KINDS)),
+                ));
                 return None;
             }
         };
@@ -1023,16 +1017,17 @@ fn fa_method(expr: &Expr, diags: &mut Vec<Diagnostic>) -> Option<Option<FeatureA
             }
         }
         other => {
-            let diagnostic = Diagnostic::error(
+            diags.push(unknown_name(
                 "fa::resolve::unknown_fa",
                 span,
-                format!("unknown feature augmentation `{other}`"),
-                "unknown method",
-            );
-            let help = did_you_mean(other, FA_METHODS.iter().copied()).unwrap_or_else(|| {
-                format!("methods are {}", super::params::quote_list(FA_METHODS))
-            });
-            diags.push(diagnostic.with_help(help));
+                (
+                    format!("unknown feature augmentation `{other}`"),
+                    "unknown method",
+                ),
+                other,
+                FA_METHODS,
+                || format!("methods are {}", super::params::quote_list(FA_METHODS)),
+            ));
             return None;
         }
     };
@@ -1084,16 +1079,13 @@ fn mixup_noise(expr: &Expr, diags: &mut Vec<Diagnostic>) -> Option<MixupNoise> {
             Some(MixupNoise::Gaussian { sigma })
         }
         other => {
-            let diagnostic = Diagnostic::error(
+            diags.push(unknown_name(
                 "fa::resolve::unknown_choice",
                 span,
-                format!("unknown mixup noise `{other}`"),
-                "unknown noise",
-            );
-            diags.push(diagnostic.with_help(
-                did_you_mean(other, ["nn", "batch", "gaussian"]).unwrap_or_else(|| {
-                    "noises are `nn(...)`, `batch`, `gaussian(sigma: ...)`".into()
-                }),
+                (format!("unknown mixup noise `{other}`"), "unknown noise"),
+                other,
+                &["nn", "batch", "gaussian"],
+                || "noises are `nn(...)`, `batch`, `gaussian(sigma: ...)`".into(),
             ));
             None
         }
@@ -1214,16 +1206,17 @@ fn aug_op(expr: &Expr, data: &DataConfig, diags: &mut Vec<Diagnostic>) -> Option
             AugOp::Normalize { mean, std }
         }
         other => {
-            let diagnostic = Diagnostic::error(
+            diags.push(unknown_name(
                 "fa::resolve::unknown_aug",
                 span,
-                format!("unknown augmentation `{other}`"),
-                "unknown augmentation",
-            );
-            let help = did_you_mean(other, AUG_OPS.iter().copied()).unwrap_or_else(|| {
-                format!("augmentations are {}", super::params::quote_list(AUG_OPS))
-            });
-            diags.push(diagnostic.with_help(help));
+                (
+                    format!("unknown augmentation `{other}`"),
+                    "unknown augmentation",
+                ),
+                other,
+                AUG_OPS,
+                || format!("augmentations are {}", super::params::quote_list(AUG_OPS)),
+            ));
             return None;
         }
     };

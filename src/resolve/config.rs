@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::params::{callee, check_usize, choice, type_error, Params, Range};
+use super::params::{callee, check_usize, choice, type_error, unknown_name, Params, Range};
 use super::{ConfigSource, Program};
 use crate::diag::{did_you_mean, Diagnostic};
 use crate::ir::*;
@@ -357,18 +357,14 @@ fn optim_kind(expr: &Expr, diags: &mut Vec<Diagnostic>) -> OptimKind {
             OptimKind::Lars { trust, clip }
         }
         other => {
-            let diagnostic = Diagnostic::error(
+            diags.push(unknown_name(
                 "fa::resolve::unknown_choice",
                 span,
-                format!("unknown optimiser `{other}`"),
-                "unknown optimiser",
-            );
-            diags.push(
-                diagnostic.with_help(
-                    did_you_mean(other, ["sgd", "lars"])
-                        .unwrap_or_else(|| "use `sgd` or `lars(trust: 0.001)`".into()),
-                ),
-            );
+                (format!("unknown optimiser `{other}`"), "unknown optimiser"),
+                other,
+                &["sgd", "lars"],
+                || "use `sgd` or `lars(trust: 0.001)`".into(),
+            ));
             OptimKind::Sgd
         }
     }

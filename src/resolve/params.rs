@@ -114,6 +114,20 @@ pub fn callee<'a>(
     }
 }
 
+/// An unknown `name` where one of `known` was expected: an error whose help suggests the
+/// closest known name, or else says `otherwise` (usually the list of known names).
+pub fn unknown_name(
+    code: &'static str,
+    span: Span,
+    (message, label): (String, &str),
+    name: &str,
+    known: &[&str],
+    otherwise: impl FnOnce() -> String,
+) -> Diagnostic {
+    let help = did_you_mean(name, known.iter().copied()).unwrap_or_else(otherwise);
+    Diagnostic::error(code, span, message, label).with_help(help)
+}
+
 pub fn type_error(expr: &Expr, expected: &str) -> Diagnostic {
     Diagnostic::error(
         "fa::resolve::type",
@@ -486,14 +500,13 @@ pub fn choice<T: Copy>(
     if let Some((_, value)) = options.iter().find(|(n, _)| n == text) {
         return Some(*value);
     }
-    let diagnostic = Diagnostic::error(
+    diags.push(unknown_name(
         "fa::resolve::unknown_choice",
         expr.span,
-        format!("`{text}` is not a valid `{name}`"),
-        "unknown value",
-    );
-    let help = did_you_mean(text, names.iter().copied())
-        .unwrap_or_else(|| format!("expected one of {}", quote_list(&names)));
-    diags.push(diagnostic.with_help(help));
+        (format!("`{text}` is not a valid `{name}`"), "unknown value"),
+        text,
+        &names,
+        || format!("expected one of {}", quote_list(&names)),
+    ));
     None
 }
