@@ -320,64 +320,26 @@ pub fn architecture(
         builder = builder.module("q", ModuleRole::Predictor, mlp(&widths.predictor, false));
     }
     builder = match arch {
-        Architecture::Basic => {
+        Architecture::Byol => byol_branches(builder, fa),
+        _ => {
+            // The InfoNCE architectures share the positive branch under stop-gradient and
+            // differ in where the predictor sits and where FA acts (Fig. 2 of the paper).
             builder = builder
                 .apply("z_plus", "g", "h_plus")
                 .stopgrad("positive", "z_plus");
-            builder = builder.loss("original", infonce, false, "anchor", "positive");
-            if let Some((method, k)) = fa {
-                builder = builder.fa("augmented", method, k, "positive").loss(
-                    "fa_term",
-                    infonce,
-                    false,
-                    "anchor",
-                    "augmented",
-                );
-            }
-            builder
-        }
-        Architecture::ParallelPredictor => {
-            builder = builder
-                .apply("z_plus", "g", "h_plus")
-                .stopgrad("positive", "z_plus")
-                .apply("prediction", "q", "anchor")
-                .loss("original", infonce, false, "prediction", "positive");
-            if let Some((method, k)) = fa {
-                builder = builder.fa("augmented", method, k, "positive").loss(
-                    "fa_term",
-                    infonce,
-                    false,
-                    "prediction",
-                    "augmented",
-                );
-            }
-            builder
-        }
-        Architecture::PostPredictor => {
-            builder = builder
-                .apply("z_plus", "g", "h_plus")
-                .stopgrad("positive", "z_plus")
-                .apply("prediction", "q", "anchor")
-                .loss("original", infonce, false, "prediction", "positive");
-            if let Some((method, k)) = fa {
-                builder = builder.fa("augmented", method, k, "prediction").loss(
-                    "fa_term",
-                    infonce,
-                    false,
-                    "augmented",
-                    "positive",
-                );
-            }
-            builder
-        }
-        Architecture::PrePredictor => {
-            builder = builder
-                .apply("z_plus", "g", "h_plus")
-                .stopgrad("positive", "z_plus")
-                .apply("prediction", "q", "anchor")
-                .loss("original", infonce, false, "prediction", "positive");
-            if let Some((method, k)) = fa {
-                builder = builder
+            let online = if arch == Architecture::Basic {
+                "anchor"
+            } else {
+                builder = builder.apply("prediction", "q", "anchor");
+                "prediction"
+            };
+            builder = builder.loss("original", infonce, false, online, "positive");
+            match (fa, arch) {
+                (None, _) => builder,
+                (Some((method, k)), Architecture::PostPredictor) => builder
+                    .fa("augmented", method, k, "prediction")
+                    .loss("fa_term", infonce, false, "augmented", "positive"),
+                (Some((method, k)), Architecture::PrePredictor) => builder
                     .fa("augmented", method, k, "anchor")
                     .apply("augmented_prediction", "q", "augmented")
                     .loss(
@@ -386,36 +348,45 @@ pub fn architecture(
                         false,
                         "augmented_prediction",
                         "positive",
-                    );
-            }
-            builder
-        }
-        Architecture::Byol => {
-            builder = builder
-                .module(
-                    "target",
-                    ModuleRole::Target,
-                    ModuleKind::Ema {
-                        chain: vec!["f".into(), "g".into()],
-                        base_momentum: 0.99,
-                        final_momentum: 1.0,
-                    },
-                )
-                .combine(Combine::Free)
-                .apply("prediction", "q", "anchor")
-                .apply("positive", "target", "positive_view")
-                .loss("original", LossKind::Byol, true, "prediction", "positive");
-            if let Some((method, k)) = fa {
-                builder = builder.fa("augmented", method, k, "positive").loss(
+                    ),
+                (Some((method, k)), _) => builder.fa("augmented", method, k, "positive").loss(
                     "fa_term",
-                    LossKind::Byol,
-                    true,
-                    "prediction",
+                    infonce,
+                    false,
+                    online,
                     "augmented",
-                );
+                ),
             }
-            builder
         }
     };
     builder.validate()
+}
+
+/// BYOL's branches: the online prediction against an EMA target of `f → g`, symmetric and
+/// free, with FA on the target's projection.
+fn byol_branches(mut builder: ModelBuilder, fa: Option<(FaMethod, usize)>) -> ModelBuilder {
+    builder = builder
+        .module(
+            "target",
+            ModuleRole::Target,
+            ModuleKind::Ema {
+                chain: vec!["f".into(), "g".into()],
+                base_momentum: 0.99,
+                final_momentum: 1.0,
+            },
+        )
+        .combine(Combine::Free)
+        .apply("prediction", "q", "anchor")
+        .apply("positive", "target", "positive_view")
+        .loss("original", LossKind::Byol, true, "prediction", "positive");
+    if let Some((method, k)) = fa {
+        builder = builder.fa("augmented", method, k, "positive").loss(
+            "fa_term",
+            LossKind::Byol,
+            true,
+            "prediction",
+            "augmented",
+        );
+    }
+    builder
 }
