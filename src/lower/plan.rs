@@ -318,41 +318,25 @@ pub fn module_params(kind: &ModuleKind, input: FeatureShape) -> Vec<(String, Vec
                     let prefix = format!("layer{}.{index}", stage + 1);
                     let block_stride = if index == 0 { stride } else { 1 };
                     let outplanes = planes * block.expansion();
-                    match block {
-                        ResidualBlock::Basic => {
-                            out.push((
-                                format!("{prefix}.conv1.weight"),
-                                vec![planes, inplanes, 3, 3],
-                                false,
-                            ));
-                            batch_norm_params(&mut out, &format!("{prefix}.bn1"), planes);
-                            out.push((
-                                format!("{prefix}.conv2.weight"),
-                                vec![planes, planes, 3, 3],
-                                false,
-                            ));
-                            batch_norm_params(&mut out, &format!("{prefix}.bn2"), planes);
-                        }
+                    // (output channels, input channels, kernel) of conv1, conv2[, conv3],
+                    // each followed by its batch norm bn1, bn2[, bn3], as torchvision names them.
+                    let convs = match block {
+                        ResidualBlock::Basic => vec![(planes, inplanes, 3), (planes, planes, 3)],
                         ResidualBlock::Bottleneck => {
-                            out.push((
-                                format!("{prefix}.conv1.weight"),
-                                vec![planes, inplanes, 1, 1],
-                                false,
-                            ));
-                            batch_norm_params(&mut out, &format!("{prefix}.bn1"), planes);
-                            out.push((
-                                format!("{prefix}.conv2.weight"),
-                                vec![planes, planes, 3, 3],
-                                false,
-                            ));
-                            batch_norm_params(&mut out, &format!("{prefix}.bn2"), planes);
-                            out.push((
-                                format!("{prefix}.conv3.weight"),
-                                vec![outplanes, planes, 1, 1],
-                                false,
-                            ));
-                            batch_norm_params(&mut out, &format!("{prefix}.bn3"), outplanes);
+                            vec![
+                                (planes, inplanes, 1),
+                                (planes, planes, 3),
+                                (outplanes, planes, 1),
+                            ]
                         }
+                    };
+                    for (number, (output, input, kernel)) in (1..).zip(convs) {
+                        out.push((
+                            format!("{prefix}.conv{number}.weight"),
+                            vec![output, input, kernel, kernel],
+                            false,
+                        ));
+                        batch_norm_params(&mut out, &format!("{prefix}.bn{number}"), output);
                     }
                     if block_stride != 1 || inplanes != outplanes {
                         out.push((
