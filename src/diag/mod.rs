@@ -59,12 +59,7 @@ impl Diagnostic {
     ) -> Diagnostic {
         Diagnostic {
             severity: Severity::Warning,
-            code,
-            message: message.into(),
-            span,
-            label: label.into(),
-            related: None,
-            help: None,
+            ..Diagnostic::error(code, span, message, label)
         }
     }
 
