@@ -515,10 +515,11 @@ impl Trainer<'_> {
         lr: f64,
     ) -> Result<StepOutcome, TrainError> {
         self.optimizer.zero_grad();
-        let mut loss_sum = 0.0;
-        let mut terms = std::collections::BTreeMap::new();
-        let mut collapse = 0.0;
-        let mut nn_match: Option<f64> = None;
+        // The statistics of the micro-batches stay on the device, summed, and come to the
+        // host once per step: [loss, each term, projection std, NN label match, NN seen].
+        let mut stats: Option<Tensor> = None;
+        let mut term_names: Vec<String> = Vec::new();
+        let scale = 1.0 / geo.accumulate as f64;
         for micro in 0..geo.accumulate {
             let chunk = &indices[micro * geo.batch..(micro + 1) * geo.batch];
             let index_tensor =
@@ -542,35 +543,53 @@ impl Trainer<'_> {
             let output = precision::forward(self.autocast, || {
                 network.forward(&views, &index_tensor, true)
             });
-            let scaled = &output.total / geo.accumulate as f64;
-            scaled.backward();
-            loss_sum += output.total.double_value(&[]) / geo.accumulate as f64;
-            for (name, value) in &output.terms {
-                *terms.entry(name.clone()).or_insert(0.0) +=
-                    value.double_value(&[]) / geo.accumulate as f64;
-            }
-            collapse += output
-                .projection
-                .std_dim(Some(&[0i64][..]), false, false)
-                .mean(Kind::Float)
-                .double_value(&[])
-                / geo.accumulate as f64;
+            (&output.total / geo.accumulate as f64).backward();
+
+            let scalar = |t: &Tensor| t.detach().to_kind(Kind::Double);
+            let mut row = vec![scalar(&output.total)];
+            row.extend(output.terms.iter().map(|(_, value)| scalar(value)));
+            row.push(scalar(
+                &output
+                    .projection
+                    .std_dim(Some(&[0i64][..]), false, false)
+                    .mean(Kind::Float),
+            ));
             if let (Some((neighbours, queries)), Some(labels)) = (&output.nn_hits, &data.labels) {
                 let valid = neighbours.ge(0);
-                let count = valid.sum(Kind::Int64).int64_value(&[]);
-                if count > 0 {
-                    let neighbour_labels = labels.index_select(0, &neighbours.clamp_min(0));
-                    let query_labels = labels.index_select(0, queries);
-                    let same = neighbour_labels
-                        .eq_tensor(&query_labels)
-                        .logical_and(&valid)
-                        .sum(Kind::Int64)
-                        .int64_value(&[]);
-                    let fraction = same as f64 / count as f64 / geo.accumulate as f64;
-                    *nn_match.get_or_insert(0.0) += fraction;
-                }
+                let count = valid.sum(Kind::Double);
+                let same = labels
+                    .index_select(0, &neighbours.clamp_min(0))
+                    .eq_tensor(&labels.index_select(0, queries))
+                    .logical_and(&valid)
+                    .sum(Kind::Double);
+                row.push(same / count.clamp_min(1.0));
+                row.push(count.gt(0.0).to_kind(Kind::Double));
             }
+            let row = Tensor::stack(&row, 0) * scale;
+            stats = Some(match stats {
+                None => row,
+                Some(sum) => sum + row,
+            });
+            term_names = output.terms.into_iter().map(|(name, _)| name).collect();
         }
+        let values = Vec::<f64>::try_from(
+            stats
+                .expect("at least one micro-batch")
+                .to_device(Device::Cpu),
+        )
+        .expect("statistics are a 1-D double tensor");
+        let term_count = term_names.len();
+        let loss_sum = values[0];
+        let terms = term_names
+            .into_iter()
+            .zip(values[1..=term_count].iter().copied())
+            .collect();
+        let collapse = values[term_count + 1];
+        // NN statistics: the mean label-match fraction, when some micro-batch saw neighbours.
+        let nn_match = match values.get(term_count + 2..term_count + 4) {
+            Some(&[fraction, seen]) if seen > 0.0 => Some(fraction),
+            _ => None,
+        };
         let grad_norm = match self.valid.model().optim.clip_grad_norm {
             Some(max) => self.optimizer.clip_grad_norm(max),
             None => self.optimizer.grad_norm(),
