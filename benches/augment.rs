@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fa::data::{byol_pipelines, load, to_tensor, Augmenter, LoadOptions};
-use fa::ir::{DataConfig, DatasetFormat, Span};
+use fa_lang::ir::{DataConfig, DatasetFormat, Span};
+use fa_torch::data::{byol_pipelines, load, to_tensor, Augmenter, LoadOptions};
 use tch::{Device, Tensor};
 
 /// How long each throughput measurement runs.
@@ -69,8 +69,8 @@ fn fa_rate(images: &Tensor, size: usize, batch: i64, device: Device) -> f64 {
         let mut offset = 0;
         while offset + batch <= count {
             let slice = images.narrow(0, offset, batch);
-            let _ = strong.apply(&slice, fa::data::rng::combine(1, step, 0));
-            let _ = light.apply(&slice, fa::data::rng::combine(1, step, 1));
+            let _ = strong.apply(&slice, fa_base::rng::combine(1, step, 0));
+            let _ = light.apply(&slice, fa_base::rng::combine(1, step, 1));
             offset += batch;
             done += batch;
             step += 1;

@@ -38,7 +38,7 @@ fn main() {
     for _ in 0..rounds {
         cells = 0;
         for file in &relative {
-            match fa::resolve::compile_file(file, &[]) {
+            match fa_lang::resolve::compile_file(file, &[]) {
                 Ok(compiled) => cells += compiled.cells.len(),
                 Err(report) => eprintln!("{}: {} errors", file.display(), report.error_count()),
             }
@@ -58,7 +58,7 @@ fn main() {
     let start = Instant::now();
     for _ in 0..rounds {
         for source in &sources {
-            let _ = fa::fmt::format_source(source);
+            let _ = fa_lang::fmt::format_source(source);
         }
     }
     println!(

@@ -7,9 +7,9 @@
 use std::process::Command;
 use std::time::Instant;
 
-use fa::ir::ModuleKind;
-use fa::lower::testing::{architecture, nn, Architecture, Widths};
-use fa::lower::{parse_device, Network};
+use fa_lang::ir::ModuleKind;
+use fa_lang::testing::{architecture, nn, Architecture, Widths};
+use fa_torch::lower::{parse_device, Network};
 use tch::nn::OptimizerConfig;
 use tch::{Device, Kind, Tensor};
 

@@ -2,7 +2,7 @@
 //! against the same model and augmentations in PyTorch, in the same run.
 //!
 //! `cargo bench --bench train [-- --device cpu|cuda --steps N --warmup N --batch N]`.
-//! `fa` is timed through `fa::train::run::train`, the code path of `fa train`: the model is
+//! `fa` is timed through `fa_torch::train::run::train`, the code path of `fa train`: the model is
 //! compiled from the file, the network built, each step draws a batch, augments both views on
 //! the device, runs forward and backward and the project's SGD. Data loading and the final
 //! checkpoint are excluded: the figure comes from the per-step wall times the loop writes to
@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use fa::lower::parse_device;
-use fa::resolve::{compile_file, Override};
-use fa::train::metrics::{read_metrics, Record};
-use fa::train::run::{train, LogFormat, TrainOptions};
+use fa_lang::resolve::{compile_file, Override};
+use fa_torch::lower::parse_device;
+use fa_torch::train::metrics::{read_metrics, Record};
+use fa_torch::train::run::{train, LogFormat, TrainOptions};
 use tch::Device;
 
 struct Settings {
@@ -95,12 +95,12 @@ fn fa_throughput(
             .map_err(|e| format!("{e}"))?],
         None => Vec::new(),
     };
-    let compiled =
-        compile_file(&file, &overrides).map_err(|report| fa::diag::render(&report, 100, false))?;
+    let compiled = compile_file(&file, &overrides)
+        .map_err(|report| fa_lang::diag::render(&report, 100, false))?;
     let (_, valid) = compiled.cells.into_iter().next().ok_or("no model")?;
     let batch = valid.model().data.batch_size * valid.model().optim.accumulate.max(1);
     // The PyTorch side builds the same encoder: pass it the file's convnet widths.
-    if let Some(fa::ir::ModuleKind::ConvNet { widths }) =
+    if let Some(fa_lang::ir::ModuleKind::ConvNet { widths }) =
         valid.model().modules.get("f").map(|m| &m.kind)
     {
         let text: Vec<String> = widths.iter().map(usize::to_string).collect();

@@ -13,21 +13,21 @@ fn main() -> ExitCode {
         eprintln!("usage: check FILE.fa [--dot]");
         return ExitCode::from(2);
     };
-    match fa::resolve::compile_file(&path, &[]) {
+    match fa_lang::resolve::compile_file(&path, &[]) {
         Ok(compiled) => {
-            eprint!("{}", fa::diag::render(&compiled.report, 100, false));
+            eprint!("{}", fa_lang::diag::render(&compiled.report, 100, false));
             for (cell, valid) in &compiled.cells {
                 if dot {
-                    print!("{}", fa::graph::to_dot(valid));
+                    print!("{}", fa_lang::graph::to_dot(valid));
                 } else {
                     println!("# {}", cell.name);
-                    print!("{}", fa::graph::to_text(valid));
+                    print!("{}", fa_lang::graph::to_text(valid));
                 }
             }
             ExitCode::SUCCESS
         }
         Err(report) => {
-            eprint!("{}", fa::diag::render(&report, 100, false));
+            eprint!("{}", fa_lang::diag::render(&report, 100, false));
             ExitCode::from(if report.io_error().is_some() { 2 } else { 1 })
         }
     }

@@ -1,11 +1,12 @@
 //! One training step from Rust: build a model, lower it, run forward, backward and an SGD step.
 //!
 //! The model is built in code (a tiny Parallel-predictor-FA network with NN augmentation);
-//! once the front end lands, `fa::resolve` can compile `models/quickstart.fa` instead.
+//! once the front end lands, `fa_lang::resolve` can compile `models/quickstart.fa` instead.
 //! Run with `cargo run --example step [-- --device cpu|cuda]`.
 
-use fa::lower::testing::{architecture, nn, Architecture, Widths};
-use fa::lower::{parse_device, plan, Network};
+use fa_lang::plan::plan;
+use fa_lang::testing::{architecture, nn, Architecture, Widths};
+use fa_torch::lower::{parse_device, Network};
 use tch::nn::OptimizerConfig;
 use tch::{Kind, Tensor};
 

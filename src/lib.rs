@@ -1,26 +1,12 @@
-//! `fa`: a compiler and trainer for self-supervised contrastive models with feature augmentation.
-//!
-//! The pipeline, one module per pass:
+//! The `fa` command line. `fa` serves the front-end commands itself and never loads
+//! libtorch; the commands that need it run in the sibling executable `fa-torch`, which
+//! parses the same flags ([`cli`]).
 //!
 //! ```text
-//! .fa source ─ syntax ─▶ AST ─ resolve (use, --set, sweeps) ─▶ ir::Model ─ valid ─▶ ValidModel
-//!     ValidModel ─ lower::plan ─▶ Plan (pure)      ValidModel ─ lower::torch ─▶ Network (tch)
-//!     Network + data ─ train ─▶ run folder ─ eval ─▶ kNN / linear top-1
+//! fa check|graph|fmt|expand|lower ─▶ front (fa_lang)
+//! fa train|eval|sweep|export|plot|augment|doctor ─exec─▶ fa-torch ─▶ fa_torch::commands
 //! ```
-//!
-//! Everything up to `lower::plan` builds without libtorch (`--no-default-features`).
 
-pub mod commands;
-pub mod diag;
-pub mod fmt;
-pub mod graph;
-pub mod ir;
-pub mod lower;
-pub mod resolve;
-pub mod syntax;
-pub mod valid;
-
-pub mod data;
-pub mod eval;
-pub mod plot;
-pub mod train;
+pub mod backend;
+pub mod cli;
+pub mod front;

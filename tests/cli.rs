@@ -379,8 +379,6 @@ fn lower_prints_the_quickstart_parameter_total() {
         "the bank is in the table: {text}"
     );
 }
-
-#[cfg(feature = "torch")]
 #[test]
 fn doctor_names_libtorch_2_11() {
     let output = expect_code(fa(&["doctor"]), 0, "doctor");
@@ -392,8 +390,6 @@ fn doctor_names_libtorch_2_11() {
     assert!(version.contains("2.11"), "{version}");
     assert!(text.contains("cuda available:"), "{text}");
 }
-
-#[cfg(feature = "torch")]
 mod runs {
     use super::*;
 

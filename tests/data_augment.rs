@@ -1,8 +1,7 @@
 //! Augmentation ops and the augmenter on the CPU, checked against independent definitions.
-#![cfg(feature = "torch")]
 
-use fa::data::{byol_pipelines, ops, to_tensor, Augmenter, CropBox, DataError, ImageSet};
-use fa::ir::{AugOp, Interpolation, Pipeline, Span};
+use fa_lang::ir::{AugOp, Interpolation, Pipeline, Span};
+use fa_torch::data::{byol_pipelines, ops, to_tensor, Augmenter, CropBox, DataError, ImageSet};
 use tch::{Device, Kind, Tensor};
 
 fn values(t: &Tensor) -> Vec<f32> {

@@ -1,9 +1,8 @@
 //! Parity with torchvision's functional ops, from float64 reference outputs written by
 //! `scripts/fixtures_data.py` (torch 2.11.0, torchvision 0.26.0).
-#![cfg(feature = "torch")]
 
-use fa::data::{ops, CropBox};
-use fa::ir::Interpolation;
+use fa_lang::ir::Interpolation;
+use fa_torch::data::{ops, CropBox};
 use safetensors::SafeTensors;
 use tch::{Kind, Tensor};
 
@@ -160,7 +159,7 @@ fn crop_fallback_boxes_match_torchvision() {
     let rows = Vec::<f64>::try_from(&fixture.get("crop_fallbacks").view([-1])).unwrap();
     for row in rows.chunks_exact(8) {
         let (height, width) = (row[0] as usize, row[1] as usize);
-        let mut rng = fa::data::rng::CounterRng::new(0, 0, 0);
+        let mut rng = fa_base::rng::CounterRng::new(0, 0, 0);
         // A scale range above the whole image never fits: ten misses, then the fallback.
         let got = CropBox::sample(&mut rng, height, width, (2.0, 3.0), (row[2], row[3]));
         let expected = CropBox {
@@ -189,7 +188,7 @@ fn crop_box_statistics_match_torchvision() {
         let boxes: Vec<CropBox> = (0..draws)
             .map(|i| {
                 CropBox::sample(
-                    &mut fa::data::rng::CounterRng::new(99, i, 0),
+                    &mut fa_base::rng::CounterRng::new(99, i, 0),
                     side,
                     side,
                     (0.08, 1.0),

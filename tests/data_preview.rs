@@ -1,7 +1,6 @@
 //! The `fa augment` preview grid.
-#![cfg(feature = "torch")]
 
-use fa::data::{byol_pipelines, preview_grid, ImageSet};
+use fa_torch::data::{byol_pipelines, preview_grid, ImageSet};
 
 /// Eight 32×32 colour images of smooth gradients (deterministic).
 fn gradients() -> ImageSet {
@@ -105,8 +104,8 @@ fn grid_refuses_an_empty_set() {
 #[test]
 #[ignore = "writes docs/augment-cifar10.png from the shared CIFAR-10 archive"]
 fn write_docs_preview() {
-    use fa::data::{load, LoadOptions};
-    use fa::ir::{DataConfig, DatasetFormat, Span};
+    use fa_lang::ir::{DataConfig, DatasetFormat, Span};
+    use fa_torch::data::{load, LoadOptions};
     use std::path::Path;
 
     let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets");

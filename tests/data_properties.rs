@@ -2,8 +2,8 @@
 
 use std::io::Write;
 
-use fa::data::{load, LoadOptions};
-use fa::ir::{DataConfig, DatasetFormat, Span};
+use fa_lang::ir::{DataConfig, DatasetFormat, Span};
+use fa_torch::data::{load, LoadOptions};
 use proptest::prelude::*;
 
 fn config(format: DatasetFormat) -> DataConfig {
@@ -83,11 +83,9 @@ proptest! {
         prop_assert!(lenient.is_err());
     }
 }
-
-#[cfg(feature = "torch")]
 mod colour {
-    use fa::data::{ops, CropBox};
-    use fa::ir::Interpolation;
+    use fa_lang::ir::Interpolation;
+    use fa_torch::data::{ops, CropBox};
     use proptest::prelude::*;
     use tch::{Kind, Tensor};
 

@@ -3,8 +3,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use fa::data::{data_root, load, DataError, ImageSet, LoadOptions};
-use fa::ir::{DataConfig, DatasetFormat, Span};
+use fa_lang::ir::{DataConfig, DatasetFormat, Span};
+use fa_torch::data::{data_root, load, DataError, ImageSet, LoadOptions};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 

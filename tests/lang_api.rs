@@ -1,8 +1,8 @@
 //! The library API the CLI uses: overrides, sweeps, cell names, `fa none` as the identity,
 //! I/O errors, and the values validation records for lowering.
 
-use fa::ir::{Combine, FaMethod, LrScaling, NodeKind};
-use fa::resolve::{compile_file, compile_source, Override};
+use fa_lang::ir::{Combine, FaMethod, LrScaling, NodeKind};
+use fa_lang::resolve::{compile_file, compile_source, Override};
 use std::path::Path;
 
 fn set(text: &str) -> Override {
@@ -55,8 +55,8 @@ fn overrides_change_the_model() {
     assert_eq!(model.eval.knn.as_ref().expect("knn").k, 7);
     assert!(matches!(
         model.modules["g"].kind,
-        fa::ir::ModuleKind::Mlp {
-            norm: fa::ir::Norm::None,
+        fa_lang::ir::ModuleKind::Mlp {
+            norm: fa_lang::ir::Norm::None,
             last_norm: false,
             ..
         }
@@ -178,7 +178,7 @@ fn shapes_and_order() {
     let anchor = valid.node_by_name("anchor").expect("anchor");
     assert_eq!(
         valid.shape(anchor),
-        fa::ir::FeatureShape::Vector {
+        fa_lang::ir::FeatureShape::Vector {
             width: 128,
             samples: 1
         }
@@ -231,7 +231,7 @@ fn errors_are_sorted_and_all_reported() {
 fn dot_marks_stopgrad_fa_and_ema() {
     root();
     let compiled = compile_file(Path::new("models/quickstart.fa"), &[]).expect("valid");
-    let dot = fa::graph::to_dot(&compiled.cells[0].1);
+    let dot = fa_lang::graph::to_dot(&compiled.cells[0].1);
     assert!(dot.starts_with("digraph \"quickstart\" {"));
     assert!(
         dot.contains("\"positive.3\" -> \"augmented\" [style=dashed"),
@@ -239,6 +239,6 @@ fn dot_marks_stopgrad_fa_and_ema() {
     );
     assert!(dot.contains("\"augmented\" [label=") && dot.contains("shape=diamond"));
     let byol = compile_file(Path::new("models/baselines/byol.fa"), &[]).expect("valid");
-    let dot = fa::graph::to_dot(&byol.cells[0].1);
+    let dot = fa_lang::graph::to_dot(&byol.cells[0].1);
     assert!(dot.contains("shape=doubleoctagon"), "{dot}");
 }

@@ -20,19 +20,19 @@ fn model_files() -> Vec<PathBuf> {
 }
 
 fn comment_texts(text: &str) -> Vec<String> {
-    fa::syntax::comments::comments(text)
+    fa_lang::syntax::comments::comments(text)
         .into_iter()
         .map(|c| c.text)
         .collect()
 }
 
 fn graph_texts(name: &str, text: &str) -> Vec<String> {
-    let compiled = fa::resolve::compile_source(name, text, &[])
-        .unwrap_or_else(|r| panic!("{}", fa::diag::render(&r, 100, false)));
+    let compiled = fa_lang::resolve::compile_source(name, text, &[])
+        .unwrap_or_else(|r| panic!("{}", fa_lang::diag::render(&r, 100, false)));
     compiled
         .cells
         .iter()
-        .map(|(_, valid)| fa::graph::to_text(valid))
+        .map(|(_, valid)| fa_lang::graph::to_text(valid))
         .collect()
 }
 
@@ -41,9 +41,14 @@ fn formatting_is_idempotent_and_keeps_comments_and_meaning() {
     std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).expect("crate root exists");
     for path in model_files() {
         let source = std::fs::read_to_string(&path).expect("readable");
-        let once = fa::fmt::format_source(&source)
-            .unwrap_or_else(|r| panic!("{}: {}", path.display(), fa::diag::render(&r, 100, false)));
-        let twice = fa::fmt::format_source(&once).expect("formatted output parses");
+        let once = fa_lang::fmt::format_source(&source).unwrap_or_else(|r| {
+            panic!(
+                "{}: {}",
+                path.display(),
+                fa_lang::diag::render(&r, 100, false)
+            )
+        });
+        let twice = fa_lang::fmt::format_source(&once).expect("formatted output parses");
         assert_eq!(
             once,
             twice,
@@ -77,7 +82,7 @@ fn models_are_formatted() {
     let mut unformatted = Vec::new();
     for path in model_files() {
         let source = std::fs::read_to_string(&path).expect("readable");
-        let formatted = fa::fmt::format_source(&source).expect("models parse");
+        let formatted = fa_lang::fmt::format_source(&source).expect("models parse");
         if formatted != source {
             if std::env::var_os("FA_FMT_WRITE").is_some() {
                 std::fs::write(&path, &formatted).expect("writable");
@@ -94,7 +99,7 @@ fn models_are_formatted() {
 #[test]
 fn messy_input_becomes_canonical() {
     let messy = "model   m // the name\n\n\n\nencoder f=convnet( 8,16 )\ndata{path:\"x\",batch:32}\nloss infonce ( tau:0.2 ){a~b,symmetric c ~ d}combine   free\n// end\n";
-    let formatted = fa::fmt::format_source(messy).expect("parses");
+    let formatted = fa_lang::fmt::format_source(messy).expect("parses");
     assert_eq!(
         formatted,
         "model m  // the name\n\nencoder f = convnet(8, 16)\ndata { path: \"x\", batch: 32 }\nloss infonce(tau: 0.2) { a ~ b, symmetric c ~ d } combine free\n// end\n"
@@ -103,6 +108,6 @@ fn messy_input_becomes_canonical() {
 
 #[test]
 fn syntax_errors_are_reported() {
-    let report = fa::fmt::format_source("model m\nencoder = \n").expect_err("invalid");
+    let report = fa_lang::fmt::format_source("model m\nencoder = \n").expect_err("invalid");
     assert_eq!(report.codes(), vec!["fa::syntax::parse"]);
 }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use fa::resolve::Override;
+use fa_lang::resolve::Override;
 
 /// Compiles `path` and returns the source with its rendered diagnostics and their codes.
 fn check(path: &Path) -> (String, Vec<String>) {
@@ -21,11 +21,11 @@ fn check(path: &Path) -> (String, Vec<String>) {
                 .expect("override in a test header is well formed")
         })
         .collect();
-    let report = match fa::resolve::compile_file(relative, &overrides) {
+    let report = match fa_lang::resolve::compile_file(relative, &overrides) {
         Ok(compiled) => compiled.report,
         Err(report) => report,
     };
-    let rendered = fa::diag::render(&report, 100, false);
+    let rendered = fa_lang::diag::render(&report, 100, false);
     let codes = report.codes().into_iter().map(str::to_string).collect();
     (
         format!("{source}\n---- diagnostics ----\n{rendered}"),

@@ -7,18 +7,18 @@ fn check(path: &Path) -> String {
     let relative = path
         .strip_prefix(env!("CARGO_MANIFEST_DIR"))
         .unwrap_or(path);
-    let compiled = match fa::resolve::compile_file(relative, &[]) {
+    let compiled = match fa_lang::resolve::compile_file(relative, &[]) {
         Ok(compiled) => compiled,
         Err(report) => panic!(
             "{} does not compile:\n{}",
             relative.display(),
-            fa::diag::render(&report, 100, false)
+            fa_lang::diag::render(&report, 100, false)
         ),
     };
     let mut out = String::new();
     for (cell, valid) in &compiled.cells {
         out.push_str(&format!("# {}\n", cell.name));
-        out.push_str(&fa::graph::to_text(valid));
+        out.push_str(&fa_lang::graph::to_text(valid));
         out.push('\n');
     }
     out

@@ -1,7 +1,6 @@
 //! `--device` parsing and the `fa doctor` report.
-#![cfg(feature = "torch")]
 
-use fa::lower::{doctor, parse_device, LowerError};
+use fa_torch::lower::{doctor, parse_device, LowerError};
 use tch::Device;
 
 #[test]

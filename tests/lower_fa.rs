@@ -1,7 +1,6 @@
 //! Properties of the feature-augmentation operators and the feature bank.
-#![cfg(feature = "torch")]
 
-use fa::lower::torch::fa::{
+use fa_torch::lower::fa::{
     apply_mask, draw_gaussian, draw_lambda, draw_mask, draw_other, l2_normalize, mixup,
     straight_through, Bank,
 };

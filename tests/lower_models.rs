@@ -3,12 +3,12 @@
 
 use std::path::Path;
 
-use fa::resolve::{compile_file, Override};
+use fa_lang::resolve::{compile_file, Override};
 
-fn cells(path: &Path, overrides: &[&str]) -> Vec<(String, fa::valid::ValidModel)> {
+fn cells(path: &Path, overrides: &[&str]) -> Vec<(String, fa_lang::valid::ValidModel)> {
     let overrides: Vec<Override> = overrides.iter().map(|o| o.parse().unwrap()).collect();
     let compiled = compile_file(path, &overrides)
-        .unwrap_or_else(|report| panic!("{}", fa::diag::render(&report, 100, false)));
+        .unwrap_or_else(|report| panic!("{}", fa_lang::diag::render(&report, 100, false)));
     compiled
         .cells
         .into_iter()
@@ -31,7 +31,7 @@ fn the_plan_of_every_model_and_sweep_cell() {
         }
         let mut text = String::new();
         for (index, (name, valid)) in cells(path, &[]).iter().enumerate() {
-            let plan = fa::lower::plan(valid).to_string();
+            let plan = fa_lang::plan::plan(valid).to_string();
             text += &format!("# {name}\n");
             if index == 0 {
                 text += &plan;
@@ -50,8 +50,6 @@ fn the_plan_of_every_model_and_sweep_cell() {
         insta::assert_snapshot!(text);
     });
 }
-
-#[cfg(feature = "torch")]
 #[test]
 fn every_model_and_sweep_cell_takes_a_finite_forward_and_backward_step() {
     use tch::{nn, Device, Kind, Tensor};
@@ -64,7 +62,7 @@ fn every_model_and_sweep_cell_takes_a_finite_forward_and_backward_step() {
         for (name, valid) in cells(path, &["data.image_size=32", "data.batch=4"]) {
             tch::manual_seed(0);
             let vs = nn::VarStore::new(Device::Cpu);
-            let mut network = fa::lower::Network::new(&vs.root(), &valid)
+            let mut network = fa_torch::lower::Network::new(&vs.root(), &valid)
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
             let channels = valid.model().data.channels as i64;
             let views: Vec<Tensor> = valid
@@ -85,8 +83,6 @@ fn every_model_and_sweep_cell_takes_a_finite_forward_and_backward_step() {
     }
     assert!(stepped >= 100, "only {stepped} cells stepped");
 }
-
-#[cfg(feature = "torch")]
 fn walk(folder: &Path) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(folder).unwrap().flatten() {

@@ -1,14 +1,15 @@
 //! The tch network: VarStore against the plan, forward and backward of every architecture,
 //! combining, gradient flow and the EMA update.
-#![cfg(feature = "torch")]
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use fa::ir::{BankConfig, FaMethod, ModuleKind, ModuleRole, NnGrad, Norm, Stem};
-use fa::lower::testing::{architecture, every_fa_method, nn, Architecture, ModelBuilder, Widths};
-use fa::lower::{ema_momentum, plan, Network, ParamKind};
-use fa::valid::ValidModel;
+use fa_lang::ir::{BankConfig, FaMethod, ModuleKind, ModuleRole, NnGrad, Norm, Stem};
+use fa_lang::plan::{plan, ParamKind};
+use fa_lang::testing::{architecture, every_fa_method, nn, Architecture, ModelBuilder, Widths};
+use fa_lang::valid::ValidModel;
+use fa_torch::lower::Network;
+use fa_torch::schedule::ema_momentum;
 use tch::{nn as tnn, Device, Kind, Tensor};
 
 /// libtorch's random generator is global: tests that seed it, or draw from it, run one at a
@@ -61,7 +62,7 @@ fn has_nonzero_grad(grads: &HashMap<String, Option<Tensor>>, prefix: &str) -> bo
         })
 }
 
-fn step(valid: &ValidModel, rows: i64) -> (tnn::VarStore, Network, fa::lower::StepOutput) {
+fn step(valid: &ValidModel, rows: i64) -> (tnn::VarStore, Network, fa_torch::lower::StepOutput) {
     tch::manual_seed(0);
     let store = tnn::VarStore::new(Device::Cpu);
     let mut network = Network::new(&store.root(), valid).expect("lowering succeeds");
@@ -137,7 +138,7 @@ fn resnet_trainable_counts_in_the_varstore() {
             .apply("zb", "g", "hb")
             .loss(
                 "term",
-                fa::ir::LossKind::InfoNce { tau: 0.2 },
+                fa_lang::ir::LossKind::InfoNce { tau: 0.2 },
                 false,
                 "za",
                 "zb",
@@ -209,8 +210,8 @@ fn free_is_term_count_times_mean() {
         Some((method, 4)),
     );
     let mut model = mean.model().clone();
-    model.combine = fa::ir::Combine::Free;
-    let free = fa::valid::validate(model).unwrap();
+    model.combine = fa_lang::ir::Combine::Free;
+    let free = fa_lang::valid::validate(model).unwrap();
     // Same seed, same parameters, same draws: the two totals differ only by the combining.
     let (_, _, mean_output) = step(&mean, 5);
     let (_, _, free_output) = step(&free, 5);
@@ -291,7 +292,7 @@ fn stopgrad_blocks_the_positive_branch() {
         .stopgrad("positive", "zb")
         .loss(
             "term",
-            fa::ir::LossKind::InfoNce { tau: 0.2 },
+            fa_lang::ir::LossKind::InfoNce { tau: 0.2 },
             false,
             "za",
             "positive",
@@ -401,11 +402,11 @@ fn symmetric_term_averages_both_directions() {
     let valid = architecture(Architecture::Byol, &Widths::tiny(), None);
     let mut asymmetric = valid.model().clone();
     for node in asymmetric.graph.node_weights_mut() {
-        if let fa::ir::NodeKind::Loss(term) = &mut node.kind {
+        if let fa_lang::ir::NodeKind::Loss(term) = &mut node.kind {
             term.symmetric = false;
         }
     }
-    let asymmetric = fa::valid::validate(asymmetric).unwrap();
+    let asymmetric = fa_lang::valid::validate(asymmetric).unwrap();
     // The same seed gives both networks the same initial weights.
     tch::manual_seed(0);
     let store = tnn::VarStore::new(Device::Cpu);

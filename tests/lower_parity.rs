@@ -1,14 +1,13 @@
 //! Parity with PyTorch: losses, FA operators, MLP heads and a ResNet-18 forward agree with
 //! float64 references written by `scripts/fixtures_lower.py`.
-#![cfg(feature = "torch")]
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use fa::ir::{FeatureShape, ModuleKind, Norm, Stem};
-use fa::lower::torch::fa::{apply_mask, l2_normalize, mixup, straight_through, Bank};
-use fa::lower::torch::layers::build_module;
-use fa::lower::torch::loss::{byol_loss, info_nce};
+use fa_lang::ir::{FeatureShape, ModuleKind, Norm, Stem};
+use fa_torch::lower::fa::{apply_mask, l2_normalize, mixup, straight_through, Bank};
+use fa_torch::lower::layers::build_module;
+use fa_torch::lower::loss::{byol_loss, info_nce};
 use tch::{nn, Device, Kind, Tensor};
 
 fn fixture(name: &str) -> HashMap<String, Tensor> {

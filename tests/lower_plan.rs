@@ -1,12 +1,12 @@
 //! The lowering plan, without libtorch: parameter tables, counts and the printed form.
 
-use fa::ir::{ModuleKind, ModuleRole, Norm, Stem};
-use fa::lower::plan::{module_params, thousands};
-use fa::lower::testing::{architecture, every_fa_method, Architecture, ModelBuilder, Widths};
-use fa::lower::{plan, ParamKind};
+use fa_lang::ir::{ModuleKind, ModuleRole, Norm, Stem};
+use fa_lang::plan::{module_params, thousands};
+use fa_lang::plan::{plan, ParamKind};
+use fa_lang::testing::{architecture, every_fa_method, Architecture, ModelBuilder, Widths};
 
 fn trainable_count(kind: ModuleKind, channels: usize) -> usize {
-    let input = fa::ir::FeatureShape::Image {
+    let input = fa_lang::ir::FeatureShape::Image {
         channels,
         height: 32,
         width: 32,
@@ -34,7 +34,7 @@ fn resnet_trainable_counts_match_torchvision_without_classifier() {
 
 #[test]
 fn resnet_names_are_torchvision_state_dict_keys() {
-    let input = fa::ir::FeatureShape::Image {
+    let input = fa_lang::ir::FeatureShape::Image {
         channels: 3,
         height: 32,
         width: 32,
@@ -72,7 +72,7 @@ fn mlp_bias_only_without_batch_norm_after_it() {
     };
     let params = module_params(
         &kind,
-        fa::ir::FeatureShape::Vector {
+        fa_lang::ir::FeatureShape::Vector {
             width: 32,
             samples: 1,
         },
@@ -174,7 +174,7 @@ fn plan_prints_operations_and_parameter_table() {
         .stopgrad("positive", "zb")
         .loss(
             "term",
-            fa::ir::LossKind::InfoNce { tau: 0.2 },
+            fa_lang::ir::LossKind::InfoNce { tau: 0.2 },
             false,
             "za",
             "positive",

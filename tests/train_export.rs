@@ -1,12 +1,11 @@
 //! `fa export --backbone`: the exported weights load into torchvision's ResNet-18 and give
 //! the same features as fa's backbone.
-#![cfg(feature = "torch")]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use fa::resolve::{compile_file, Override};
-use fa::train::run::{export_backbone, load_network, train, LogFormat, TrainOptions};
+use fa_lang::resolve::{compile_file, Override};
+use fa_torch::train::run::{export_backbone, load_network, train, LogFormat, TrainOptions};
 use tch::{Device, Kind, Tensor};
 
 fn venv_python() -> Option<PathBuf> {
@@ -40,7 +39,7 @@ fn an_exported_resnet18_backbone_loads_into_torchvision_and_computes_the_same_fe
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("models/cifar10/parallel_predictor.fa"),
         &overrides,
     )
-    .unwrap_or_else(|report| panic!("{}", fa::diag::render(&report, 100, false)));
+    .unwrap_or_else(|report| panic!("{}", fa_lang::diag::render(&report, 100, false)));
     let valid = compiled.cells.into_iter().next().unwrap().1;
     let run = tempfile::tempdir().unwrap();
     let options = TrainOptions {

@@ -1,13 +1,12 @@
 //! The training loop end to end on real data (Fashion-MNIST from Debian, CIFAR-10 from
 //! `../shared`): learning beats random initialisation, resume is exact, bad states are refused.
-#![cfg(feature = "torch")]
 
 use std::path::{Path, PathBuf};
 
-use fa::resolve::{compile_file, Override};
-use fa::train::checkpoint;
-use fa::train::run::{train, LogFormat, Summary, TrainError, TrainOptions};
-use fa::valid::ValidModel;
+use fa_lang::resolve::{compile_file, Override};
+use fa_lang::valid::ValidModel;
+use fa_torch::train::checkpoint;
+use fa_torch::train::run::{train, LogFormat, Summary, TrainError, TrainOptions};
 use tch::Device;
 
 fn fashion_root() -> Option<PathBuf> {
@@ -46,7 +45,7 @@ fn model(file: &str, overrides: &[&str]) -> ValidModel {
         .collect();
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
     let compiled = compile_file(&path, &overrides)
-        .unwrap_or_else(|report| panic!("{}", fa::diag::render(&report, 100, false)));
+        .unwrap_or_else(|report| panic!("{}", fa_lang::diag::render(&report, 100, false)));
     compiled.cells.into_iter().next().expect("one cell").1
 }
 
@@ -102,10 +101,11 @@ fn a_tiny_model_learns_more_than_its_random_initialisation_and_does_not_collapse
     for file in ["model.json", "metrics.jsonl", "summary.json"] {
         assert!(dir.path().join(file).exists(), "{file} missing");
     }
-    let records = fa::train::metrics::read_metrics(&dir.path().join("metrics.jsonl")).unwrap();
+    let records =
+        fa_torch::train::metrics::read_metrics(&dir.path().join("metrics.jsonl")).unwrap();
     let epochs = records
         .iter()
-        .filter(|r| matches!(r, fa::train::metrics::Record::Epoch { .. }))
+        .filter(|r| matches!(r, fa_torch::train::metrics::Record::Epoch { .. }))
         .count();
     assert_eq!(epochs, 3);
 }
@@ -138,11 +138,11 @@ fn k_steps_then_resume_then_k_steps_equals_2k_steps_bit_for_bit() {
 
     // The resumed run's metrics hold each step once, as the uninterrupted run's do.
     let steps = |dir: &Path| -> Vec<u64> {
-        fa::train::metrics::read_metrics(&dir.join("metrics.jsonl"))
+        fa_torch::train::metrics::read_metrics(&dir.join("metrics.jsonl"))
             .unwrap()
             .into_iter()
             .filter_map(|record| match record {
-                fa::train::metrics::Record::Step { step, .. } => Some(step),
+                fa_torch::train::metrics::Record::Step { step, .. } => Some(step),
                 _ => None,
             })
             .collect()
@@ -307,7 +307,7 @@ fn the_augmented_linear_probe_learns_from_fresh_crops_of_the_frozen_backbone() {
     );
     assert_eq!(
         valid.model().eval.linear.as_ref().unwrap().mode,
-        fa::ir::LinearMode::Augmented
+        fa_lang::ir::LinearMode::Augmented
     );
     let summary = run(&valid, &options(dir.path(), &root, Some(16), false, false));
     let linear = summary.linear.expect("the probe ran").top1;

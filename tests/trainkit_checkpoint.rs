@@ -1,11 +1,10 @@
 //! Checkpoints: exact round trip, refusal of truncated, corrupt and foreign files, crash
 //! safety of the atomic write, and `latest`.
-#![cfg(feature = "torch")]
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use fa::train::checkpoint::{
+use fa_torch::train::checkpoint::{
     check_compatible, checkpoint_path, fingerprint, latest, load, read_meta, save, Checkpoint,
     CheckpointError, CheckpointMeta, TensorMismatch, FORMAT_VERSION,
 };

@@ -1,8 +1,7 @@
 //! kNN and linear probes on synthetic features with known answers.
-#![cfg(feature = "torch")]
 
-use fa::eval::{knn, knn_votes, linear_probe_features, linear_probe_with, Accuracy};
-use fa::ir::{LinearConfig, LinearMode, Span};
+use fa_lang::ir::{LinearConfig, LinearMode, Span};
+use fa_torch::eval::{knn, knn_votes, linear_probe_features, linear_probe_with, Accuracy};
 use tch::{Device, Kind, Tensor};
 
 const CLASSES: i64 = 10;

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use fa::plot::{plot_runs, PlotError, PLOT_HEIGHT, PLOT_WIDTH};
-use fa::train::metrics::{read_metrics, MetricsError, MetricsWriter, Record};
+use fa_torch::plot::{plot_runs, PlotError, PLOT_HEIGHT, PLOT_WIDTH};
+use fa_torch::train::metrics::{read_metrics, MetricsError, MetricsWriter, Record};
 
 fn step(step: u64, loss: f64) -> Record {
     Record::Step {

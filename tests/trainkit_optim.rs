@@ -1,13 +1,12 @@
 //! SGD and LARS against float64 PyTorch / reference fixtures, a hand-worked LARS step, the
 //! exclusion of 1-D parameters, gradient clipping and the optimiser state round-trip.
-#![cfg(feature = "torch")]
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use fa::ir::{LearningRate, LrScaling, OptimConfig, OptimKind, Schedule, Span};
-use fa::train::checkpoint::CheckpointError;
-use fa::train::optim::Optimizer;
+use fa_lang::ir::{LearningRate, LrScaling, OptimConfig, OptimKind, Schedule, Span};
+use fa_torch::optim::Optimizer;
+use fa_torch::train::checkpoint::CheckpointError;
 use tch::{Kind, Tensor};
 
 const NAMES: [&str; 3] = ["a_weight", "b_bias", "c_conv"];

@@ -1,7 +1,7 @@
 //! Learning-rate and EMA-momentum schedules against hand-worked values.
 
-use fa::ir::Schedule;
-use fa::train::schedule::{ema_momentum, learning_rate};
+use fa_lang::ir::Schedule;
+use fa_torch::schedule::{ema_momentum, learning_rate};
 
 fn close(actual: f64, expected: f64) {
     assert!(

@@ -1,0 +1,40 @@
+//! Files written whole or not at all: a temporary file, fsync, rename, fsync of the folder.
+
+use std::path::{Path, PathBuf};
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename,
+/// fsync of the folder. Creates the folder when missing. On failure the temporary file is
+/// removed and `path` is untouched. Every file fa writes into a run folder (checkpoints,
+/// `model.json`, `summary.json`, exports) and every file `fa fmt` rewrites goes through here.
+pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&folder)?;
+    let file_name = path
+        .file_name()
+        .and_then(|name| name.to_str())
+        .unwrap_or("file");
+    // The leading dot and the `.tmp` suffix keep `latest` from ever picking a partial file.
+    let temporary = folder.join(format!(".{file_name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&temporary, path)?;
+        // Syncing the folder makes the rename itself durable. Some file systems refuse to
+        // open or sync a directory; the data is already safe then, so that is not an error.
+        if let Ok(directory) = std::fs::File::open(&folder) {
+            let _ = directory.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    result
+}

@@ -1,0 +1,38 @@
+//! Compiles the C++ shim (`csrc/`) against the headers of the libtorch torch-sys linked,
+//! publishes libtorch's folder to the `fa` package (`DEP_FA_TORCH_LIBTORCH_LIB`), and gives
+//! this crate's own unit tests the link arguments every libtorch executable of fa needs.
+
+#[path = "link_args.rs"]
+mod link_args;
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=link_args.rs");
+    // torch-sys publishes the folder it linked against (`links = "tch"`).
+    let lib = std::env::var("DEP_TCH_LIBTORCH_LIB")
+        .expect("torch-sys publishes DEP_TCH_LIBTORCH_LIB (links = \"tch\")");
+    println!("cargo:libtorch_lib={lib}");
+    println!("cargo:rustc-env=FA_LIBTORCH_LIB={lib}");
+    for arg in link_args::link_args(&lib) {
+        println!("cargo:rustc-link-arg={arg}");
+    }
+    compile_shim(&lib);
+}
+
+/// Compiles `csrc/autocast.cpp`, which sets the CUDA autocast dtype (bfloat16) that tch does
+/// not expose.
+fn compile_shim(lib: &str) {
+    println!("cargo:rerun-if-changed=csrc/autocast.cpp");
+    let root = std::path::Path::new(lib)
+        .parent()
+        .expect("libtorch's lib folder has a parent");
+    cc::Build::new()
+        .cpp(true)
+        .file("csrc/autocast.cpp")
+        .include(root.join("include"))
+        .include(root.join("include/torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
+        .warnings(false)
+        .compile("fa_autocast");
+}

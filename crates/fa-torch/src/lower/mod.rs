@@ -1,0 +1,571 @@
+//! The network: a validated model lowered onto tch modules, with EMA targets, feature banks and the loss.
+//!
+//! [`Network::forward`] walks the validated execution order once (twice for symmetric terms,
+//! the second time with the two views exchanged), keeping each node's value as one tensor
+//! per FA sample.
+
+pub mod fa;
+pub mod layers;
+pub mod loss;
+
+mod doctor;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use petgraph::visit::EdgeRef;
+use petgraph::Direction;
+use tch::{nn, Device, Tensor};
+
+use fa_lang::ir::{
+    Combine, FaMethod, FeatureShape, LossKind, MixupNoise, ModuleKind, ModuleRole, NnGrad, NodeId,
+    NodeKind,
+};
+use fa_lang::plan::{bank_of, module_inputs, path_component};
+
+use fa_lang::valid::ValidModel;
+
+pub use doctor::{doctor, parse_device};
+use fa::Bank;
+use layers::{Layer, Registry};
+
+/// What one forward call produces.
+#[derive(Debug)]
+pub struct StepOutput {
+    /// The combined loss: the sum of terms (`free`) or their mean over `term_count` (`mean`).
+    pub total: Tensor,
+    /// Each term's value: `left~right`, with `#j` (1-based) appended for FA sample j when the
+    /// term has several.
+    pub terms: Vec<(String, Tensor)>,
+    /// An L2-normalised, detached projector output (the first projector application, or the
+    /// first term's left side), for the collapse monitor.
+    pub projection: Tensor,
+    /// For the first NN-bank FA node: the stored dataset index of each query's nearest
+    /// neighbour, and the query's own dataset index.
+    pub nn_hits: Option<(Tensor, Tensor)>,
+}
+
+/// An EMA copy of a chain of online modules.
+#[derive(Debug)]
+struct Target {
+    chain: Vec<Layer>,
+    base_momentum: f64,
+    final_momentum: f64,
+    /// (online, target) parameter pairs, averaged after each optimiser step.
+    parameters: Vec<(Tensor, Tensor)>,
+    /// (online, target) buffer pairs, copied after each optimiser step.
+    buffers: Vec<(Tensor, Tensor)>,
+}
+
+/// A validated model lowered onto tch.
+#[derive(Debug)]
+pub struct Network {
+    valid: ValidModel,
+    device: Device,
+    online: BTreeMap<String, Layer>,
+    targets: BTreeMap<String, Target>,
+    banks: BTreeMap<NodeId, Bank>,
+    backbone: String,
+    /// The nodes a symmetric term depends on: evaluated again with the views exchanged.
+    symmetric_nodes: BTreeSet<NodeId>,
+}
+
+/// The values of one pass through the graph.
+struct Pass {
+    values: HashMap<NodeId, Vec<Tensor>>,
+    terms: HashMap<NodeId, Vec<Tensor>>,
+    /// The unit features each bank node read (first FA input sample), to enqueue.
+    enqueue: Vec<(NodeId, Tensor)>,
+    nn_hits: Option<(Tensor, Tensor)>,
+}
+
+impl Network {
+    /// Creates every parameter under `root`: online modules at `<module>.…`, EMA copies at
+    /// `ema.<target>.<member>.…` (never trainable), NN banks at `bank.<fa node>.{features,
+    /// indices,ptr}` (never trainable).
+    pub fn new(root: &nn::Path, valid: &ValidModel) -> Result<Network, LowerError> {
+        let model = valid.model();
+        let device = root.device();
+        let inputs = module_inputs(valid);
+        let mut online = BTreeMap::new();
+        let mut online_tensors: HashMap<String, Vec<(Tensor, bool)>> = HashMap::new();
+        for (name, input) in &inputs {
+            let def = model
+                .modules
+                .get(name)
+                .ok_or_else(|| LowerError::UnknownModule(name.clone()))?;
+            if matches!(def.kind, ModuleKind::Ema { .. }) {
+                continue;
+            }
+            let mut registry = Registry::new(true, device);
+            let layer = Layer::build(
+                &(root / path_component(name)),
+                &mut registry,
+                name,
+                &def.kind,
+                *input,
+            )?;
+            online.insert(name.clone(), layer);
+            online_tensors.insert(name.clone(), registry.tensors);
+        }
+
+        let mut targets = BTreeMap::new();
+        for (name, input) in &inputs {
+            let def = &model.modules[name];
+            let ModuleKind::Ema {
+                chain,
+                base_momentum,
+                final_momentum,
+            } = &def.kind
+            else {
+                continue;
+            };
+            if chain.is_empty() {
+                return Err(LowerError::EmptyEma(name.clone()));
+            }
+            let mut layers = Vec::new();
+            let mut parameters = Vec::new();
+            let mut buffers = Vec::new();
+            let mut shape = *input;
+            for member in chain {
+                let member_def = model
+                    .modules
+                    .get(member)
+                    .ok_or_else(|| LowerError::UnknownModule(member.clone()))?;
+                let path = root / "ema" / path_component(name) / path_component(member);
+                let mut registry = Registry::new(false, device);
+                let layer = Layer::build(&path, &mut registry, member, &member_def.kind, shape)?;
+                let sources = &online_tensors[member];
+                tch::no_grad(|| {
+                    for ((source, _), (copy, buffer)) in sources.iter().zip(&registry.tensors) {
+                        copy.shallow_clone().copy_(source);
+                        if *buffer {
+                            buffers.push((source.shallow_clone(), copy.shallow_clone()));
+                        } else {
+                            parameters.push((source.shallow_clone(), copy.shallow_clone()));
+                        }
+                    }
+                });
+                layers.push(layer);
+                let width = model
+                    .module_output_width(member, shape)
+                    .ok_or_else(|| LowerError::UnknownModule(member.clone()))?;
+                shape = FeatureShape::Vector { width, samples: 1 };
+            }
+            targets.insert(
+                name.clone(),
+                Target {
+                    chain: layers,
+                    base_momentum: *base_momentum,
+                    final_momentum: *final_momentum,
+                    parameters,
+                    buffers,
+                },
+            );
+        }
+
+        let mut banks = BTreeMap::new();
+        for &node in valid.order() {
+            let Some((bank, width)) = bank_of(valid, node) else {
+                continue;
+            };
+            let NodeKind::FeatureAug(fa) = &model.graph[node].kind else {
+                continue;
+            };
+            if fa.k > bank.size {
+                return Err(LowerError::BankTooSmall {
+                    node: model.graph[node].name.clone(),
+                    k: fa.k,
+                    size: bank.size,
+                });
+            }
+            let path = root / "bank" / path_component(&model.graph[node].name);
+            banks.insert(node, Bank::new(&path, bank.size, width));
+        }
+        for &node in valid.order() {
+            if let NodeKind::FeatureAug(_) = &model.graph[node].kind {
+                if let FeatureShape::Image { .. } = valid.shape(valid.input(node)) {
+                    return Err(LowerError::AugmentsImages(model.graph[node].name.clone()));
+                }
+            }
+        }
+
+        let mut symmetric_nodes = BTreeSet::new();
+        for term in valid.terms() {
+            let NodeKind::Loss(loss) = &model.graph[term.node].kind else {
+                continue;
+            };
+            if !loss.symmetric {
+                continue;
+            }
+            if valid.views().len() != 2 {
+                return Err(LowerError::SymmetricViews {
+                    term: model.graph[term.node].name.clone(),
+                    views: valid.views().len(),
+                });
+            }
+            let mut stack = vec![term.node];
+            while let Some(node) = stack.pop() {
+                if symmetric_nodes.insert(node) {
+                    stack.extend(model.graph.neighbors_directed(node, Direction::Incoming));
+                }
+            }
+        }
+
+        let backbone = backbone_module(valid).ok_or(LowerError::NoEncoder)?;
+        Ok(Network {
+            valid: valid.clone(),
+            device,
+            online,
+            targets,
+            banks,
+            backbone,
+            symmetric_nodes,
+        })
+    }
+
+    /// Runs the model on one micro-batch and combines its loss terms.
+    ///
+    /// `views`: one float tensor `[N, C, H, W]` per `valid.views()`, in order. `indices`:
+    /// int64 `[N]` dataset indices (for exclude-self and the NN hit rate). `train`:
+    /// batch-norm mode; in training mode each bank enqueues the batch once per call.
+    pub fn forward(&mut self, views: &[Tensor], indices: &Tensor, train: bool) -> StepOutput {
+        assert_eq!(
+            views.len(),
+            self.valid.views().len(),
+            "one tensor per view node"
+        );
+        let indices = indices.to_device(self.device);
+        let first = self.run(views, &indices, train, false);
+        let second = if self.symmetric_nodes.is_empty() {
+            None
+        } else {
+            let swapped = [views[1].shallow_clone(), views[0].shallow_clone()];
+            Some(self.run(&swapped, &indices, train, true))
+        };
+
+        let model = self.valid.model();
+        let mut terms = Vec::new();
+        // Report terms in source order whatever order validation listed them in.
+        let mut in_source_order: Vec<_> = self.valid.terms().iter().collect();
+        in_source_order.sort_by_key(|term| {
+            let span = model.graph[term.node].span;
+            (span.file, span.start)
+        });
+        for term in in_source_order {
+            let NodeKind::Loss(loss) = &model.graph[term.node].kind else {
+                continue;
+            };
+            let values = &first.terms[&term.node];
+            let name = format!(
+                "{}~{}",
+                model.graph[term.left].name, model.graph[term.right].name
+            );
+            for (j, value) in values.iter().enumerate() {
+                let value = match (&second, loss.symmetric) {
+                    (Some(second), true) => (value + &second.terms[&term.node][j]) / 2.0,
+                    _ => value.shallow_clone(),
+                };
+                let label = if values.len() > 1 {
+                    format!("{name}#{}", j + 1)
+                } else {
+                    name.clone()
+                };
+                terms.push((label, value));
+            }
+        }
+        let mut total = terms
+            .iter()
+            .map(|(_, value)| value.shallow_clone())
+            .reduce(|a, b| a + b)
+            .unwrap_or_else(|| Tensor::zeros([], (tch::Kind::Float, self.device)));
+        if model.combine == Combine::Mean {
+            total /= self.valid.term_count().max(1) as f64;
+        }
+
+        let projection = projection_node(&self.valid)
+            .and_then(|node| first.values.get(&node))
+            .map(|values| fa::l2_normalize(&values[0].detach()))
+            .unwrap_or_else(|| Tensor::zeros([0], (tch::Kind::Float, self.device)));
+
+        if train {
+            for (node, unit) in &first.enqueue {
+                if let Some(bank) = self.banks.get_mut(node) {
+                    bank.enqueue(unit, &indices);
+                }
+            }
+        }
+        StepOutput {
+            total,
+            terms,
+            projection,
+            nn_hits: first.nn_hits,
+        }
+    }
+
+    /// Evaluates the graph once; with `swapped`, only the nodes symmetric terms need.
+    fn run(&self, views: &[Tensor], indices: &Tensor, train: bool, swapped: bool) -> Pass {
+        let model = self.valid.model();
+        let mut pass = Pass {
+            values: HashMap::new(),
+            terms: HashMap::new(),
+            enqueue: Vec::new(),
+            nn_hits: None,
+        };
+        for &node in self.valid.order() {
+            if swapped && !self.symmetric_nodes.contains(&node) {
+                continue;
+            }
+            let weight = &model.graph[node];
+            let input = || &pass.values[&self.valid.input(node)];
+            let value: Vec<Tensor> = match &weight.kind {
+                NodeKind::View { .. } => {
+                    let position = self
+                        .valid
+                        .views()
+                        .iter()
+                        .position(|&v| v == node)
+                        .expect("view node is listed");
+                    vec![views[position].to_device(self.device)]
+                }
+                NodeKind::Apply { module } => match self.targets.get(module) {
+                    Some(target) => input()
+                        .iter()
+                        .map(|x| {
+                            // BYOL runs its target in training mode: batch statistics of
+                            // the current batch, as the online network sees them.
+                            tch::no_grad(|| {
+                                let mut out = x.detach();
+                                for layer in &target.chain {
+                                    out = layer.forward(&out, train);
+                                }
+                                out
+                            })
+                        })
+                        .collect(),
+                    None => {
+                        let layer = &self.online[module];
+                        input().iter().map(|x| layer.forward(x, train)).collect()
+                    }
+                },
+                NodeKind::StopGrad => input().iter().map(Tensor::detach).collect(),
+                NodeKind::FeatureAug(aug) => {
+                    let mut out = Vec::new();
+                    for (sample, x) in input().iter().enumerate() {
+                        let unit = fa::l2_normalize(x);
+                        let neighbours = self.banks.get(&node).map(|bank| {
+                            let exclude = bank_of(&self.valid, node)
+                                .map(|(b, _)| b.exclude_self)
+                                .unwrap_or(false);
+                            bank.lookup(&unit, indices, aug.k, exclude)
+                        });
+                        if let Some(found) = &neighbours {
+                            if sample == 0 && !swapped {
+                                pass.enqueue.push((node, unit.detach()));
+                                if pass.nn_hits.is_none() {
+                                    pass.nn_hits =
+                                        Some((found.indices.select(1, 0), indices.shallow_clone()));
+                                }
+                            }
+                        }
+                        for j in 0..aug.k {
+                            out.push(self.augment(
+                                &aug.method,
+                                x,
+                                &unit,
+                                neighbours.as_ref().map(|n| &n.features[j]),
+                            ));
+                        }
+                    }
+                    out
+                }
+                NodeKind::Loss(loss) => {
+                    let Some(term) = self.valid.terms().iter().find(|t| t.node == node) else {
+                        continue;
+                    };
+                    let left = &pass.values[&term.left];
+                    let right = &pass.values[&term.right];
+                    let values = (0..term.multiplicity)
+                        .map(|j| {
+                            let a = &left[j % left.len()];
+                            let b = &right[j % right.len()];
+                            match loss.kind {
+                                LossKind::InfoNce { tau } => loss::info_nce(a, b, tau),
+                                LossKind::Byol => loss::byol_loss(a, b),
+                            }
+                        })
+                        .collect();
+                    pass.terms.insert(node, values);
+                    continue;
+                }
+            };
+            pass.values.insert(node, value);
+        }
+        pass
+    }
+
+    /// One FA sample of `x` (whose unit version is `unit`), drawing the method's randomness.
+    fn augment(
+        &self,
+        method: &FaMethod,
+        x: &Tensor,
+        unit: &Tensor,
+        neighbour: Option<&Tensor>,
+    ) -> Tensor {
+        let rows = unit.size()[0] as usize;
+        let width = unit.size()[1] as usize;
+        match method {
+            FaMethod::None => x.shallow_clone(),
+            FaMethod::Mask { rate } => {
+                fa::apply_mask(unit, &fa::draw_mask(rows, width, *rate, self.device))
+            }
+            FaMethod::Nn(bank) => {
+                let neighbour = neighbour.expect("nn nodes own a bank");
+                match bank.grad {
+                    NnGrad::None => neighbour.shallow_clone(),
+                    NnGrad::StraightThrough => fa::straight_through(unit, neighbour),
+                }
+            }
+            FaMethod::Mixup { alpha, noise } => {
+                // The noise is a constant: gradients reach the feature through λ·f only.
+                let noise = match noise {
+                    MixupNoise::Nn(_) => neighbour
+                        .expect("nn-noise nodes own a bank")
+                        .shallow_clone(),
+                    MixupNoise::Batch => unit
+                        .detach()
+                        .index_select(0, &fa::draw_other(rows, self.device)),
+                    MixupNoise::Gaussian { sigma } => fa::draw_gaussian(&unit.detach(), *sigma),
+                };
+                fa::mixup(unit, &noise, &fa::draw_lambda(rows, *alpha, self.device))
+            }
+        }
+    }
+
+    /// The EMA update after an optimiser step; `progress` = finished steps / total steps.
+    /// Parameters are averaged with momentum `m = final − (final − base)(cos(π·progress)+1)/2`,
+    /// buffers copied. Returns the momentum of the first target (`None` without EMA).
+    pub fn update_targets(&mut self, progress: f64) -> Option<f64> {
+        let progress = progress.clamp(0.0, 1.0);
+        let mut used = None;
+        tch::no_grad(|| {
+            for target in self.targets.values() {
+                let momentum = ema_momentum(target.base_momentum, target.final_momentum, progress);
+                for (online, copy) in &target.parameters {
+                    let mut copy = copy.shallow_clone();
+                    let _ = copy.g_mul_scalar_(momentum);
+                    let _ = copy.g_add_(&(online.detach() * (1.0 - momentum)));
+                }
+                for (online, copy) in &target.buffers {
+                    copy.shallow_clone().copy_(online);
+                }
+                used.get_or_insert(momentum);
+            }
+        });
+        used
+    }
+
+    /// Online encoder features for evaluation: the backbone in eval mode, without gradients.
+    ///
+    /// # Shapes
+    /// `[N, C, H, W]` to `[N, D]`.
+    pub fn backbone(&self, images: &Tensor) -> Tensor {
+        tch::no_grad(|| self.online[&self.backbone].forward(&images.to_device(self.device), false))
+    }
+
+    /// The encoder module's name, the prefix of its parameters.
+    pub fn backbone_name(&self) -> &str {
+        &self.backbone
+    }
+
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// The feature bank owned by the FA node named `node`, if it has one.
+    pub fn bank(&self, node: &str) -> Option<&Bank> {
+        let graph = &self.valid.model().graph;
+        self.banks
+            .iter()
+            .find(|(id, _)| graph[**id].name == node)
+            .map(|(_, bank)| bank)
+    }
+
+    pub fn valid(&self) -> &ValidModel {
+        &self.valid
+    }
+}
+
+/// The EMA momentum schedule lives with the other schedules.
+use crate::schedule::ema_momentum;
+
+/// The module applied to the first view (not an EMA target), else the first encoder.
+fn backbone_module(valid: &ValidModel) -> Option<String> {
+    let model = valid.model();
+    let first_view = *valid.views().first()?;
+    let applied = model
+        .graph
+        .edges_directed(first_view, Direction::Outgoing)
+        .find_map(|edge| match &model.graph[edge.target()].kind {
+            NodeKind::Apply { module }
+                if !matches!(
+                    model.modules.get(module).map(|d| &d.kind),
+                    Some(ModuleKind::Ema { .. })
+                ) =>
+            {
+                Some(module.clone())
+            }
+            _ => None,
+        });
+    applied.or_else(|| {
+        model
+            .modules
+            .values()
+            .find(|d| d.role == ModuleRole::Encoder)
+            .map(|d| d.name.clone())
+    })
+}
+
+/// The node whose value the collapse monitor watches.
+fn projection_node(valid: &ValidModel) -> Option<NodeId> {
+    let model = valid.model();
+    valid
+        .order()
+        .iter()
+        .copied()
+        .find(|&node| match &model.graph[node].kind {
+            NodeKind::Apply { module } => model
+                .modules
+                .get(module)
+                .is_some_and(|d| d.role == ModuleRole::Projector),
+            _ => false,
+        })
+        .or_else(|| valid.terms().first().map(|t| t.left))
+}
+/// Why a validated model could not be lowered, or a device not used.
+#[derive(Debug, thiserror::Error)]
+pub enum LowerError {
+    #[error("module `{0}` is not defined")]
+    UnknownModule(String),
+    #[error("resnet depth {0} is not one of 18, 34, 50, 101, 152")]
+    ResNetDepth(u32),
+    #[error("module `{module}` needs images but receives vectors of width {width}")]
+    ExpectsImages { module: String, width: usize },
+    #[error("ema target chain member `{member}` is itself an ema target")]
+    NestedEma { member: String },
+    #[error("ema target `{0}` has an empty chain")]
+    EmptyEma(String),
+    #[error("feature augmentation `{0}` is applied to images, not feature vectors")]
+    AugmentsImages(String),
+    #[error(
+        "feature augmentation `{node}` takes {k} neighbours from a bank of only {size} entries"
+    )]
+    BankTooSmall { node: String, k: usize, size: usize },
+    #[error("symmetric loss term `{term}` needs exactly 2 views, the model has {views}")]
+    SymmetricViews { term: String, views: usize },
+    #[error("the model applies no encoder to its first view")]
+    NoEncoder,
+    #[error("unknown device `{0}`: expected auto, cpu, cuda or cuda:N")]
+    Device(String),
+    #[error("device cuda:{index} requested but {count} cuda devices are available")]
+    CudaUnavailable { index: usize, count: usize },
+}

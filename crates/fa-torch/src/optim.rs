@@ -1,0 +1,276 @@
+//! SGD with momentum and LARS, written here because tch's optimisers cannot save their state.
+//!
+//! Both optimisers keep one momentum buffer per parameter, exposed through
+//! [`Optimizer::state`] and [`Optimizer::load_state`] so that a checkpoint holds everything
+//! needed to resume bit for bit. The learning rate is passed to every [`Optimizer::step`]:
+//! the schedule lives with the caller ([`crate::schedule`]).
+//!
+//! Parameters with at most one dimension (biases, batch-norm weights and biases) get neither
+//! weight decay nor LARS adaptation, as solo-learn (`exclude_bias_n_norm` together with
+//! removing them from weight decay) and lightly (`exclude_bias_and_norm`) do for the
+//! recipes the paper follows.
+
+use tch::{Kind, Tensor};
+
+use crate::train::checkpoint::{CheckpointError, TensorMismatch};
+use fa_lang::ir::{OptimConfig, OptimKind};
+
+/// Prefix of the optimiser's tensors in a checkpoint.
+const STATE_PREFIX: &str = "optim/";
+
+/// One trainable parameter and its momentum buffer.
+#[derive(Debug)]
+struct Slot {
+    name: String,
+    parameter: Tensor,
+    /// Created by the first step that sees a gradient, as PyTorch's SGD does.
+    buffer: Option<Tensor>,
+    /// Whether weight decay and LARS adaptation apply (tensors of two or more dimensions).
+    decayed: bool,
+}
+
+/// SGD with momentum, or LARS, over a fixed list of named parameters.
+#[derive(Debug)]
+pub struct Optimizer {
+    kind: OptimKind,
+    momentum: f64,
+    weight_decay: f64,
+    slots: Vec<Slot>,
+}
+
+impl Optimizer {
+    /// An optimiser of the kind, momentum and weight decay `cfg` states.
+    ///
+    /// `params`: named trainable tensors (name → tensor with `requires_grad`). Biases and
+    /// batch-norm parameters (1-D tensors) are excluded from weight decay and LARS adaptation.
+    pub fn new(cfg: &OptimConfig, params: Vec<(String, Tensor)>) -> Optimizer {
+        Optimizer::with_settings(cfg.kind, cfg.momentum, cfg.weight_decay, params)
+    }
+
+    /// The same as [`Optimizer::new`] without a whole [`OptimConfig`] (the linear probe uses it).
+    pub fn with_settings(
+        kind: OptimKind,
+        momentum: f64,
+        weight_decay: f64,
+        params: Vec<(String, Tensor)>,
+    ) -> Optimizer {
+        let slots = params
+            .into_iter()
+            .map(|(name, parameter)| Slot {
+                decayed: parameter.dim() > 1,
+                name,
+                parameter,
+                buffer: None,
+            })
+            .collect();
+        Optimizer {
+            kind,
+            momentum,
+            weight_decay,
+            slots,
+        }
+    }
+
+    /// Names of the parameters that get weight decay and LARS adaptation, in order.
+    pub fn decayed_parameters(&self) -> Vec<&str> {
+        self.slots
+            .iter()
+            .filter(|slot| slot.decayed)
+            .map(|slot| slot.name.as_str())
+            .collect()
+    }
+
+    /// Zeroes every parameter's gradient.
+    pub fn zero_grad(&mut self) {
+        for slot in &mut self.slots {
+            slot.parameter.zero_grad();
+        }
+    }
+
+    /// The global L2 norm of all gradients (the norm of their concatenation), in float64.
+    /// Parameters without a gradient count as zero.
+    pub fn grad_norm(&self) -> f64 {
+        let squares: Vec<Tensor> = self
+            .slots
+            .iter()
+            .filter_map(|slot| {
+                let grad = slot.parameter.grad();
+                grad.defined()
+                    .then(|| grad.to_kind(Kind::Double).square().sum(Kind::Double))
+            })
+            .collect();
+        if squares.is_empty() {
+            return 0.0;
+        }
+        // One stack and one transfer rather than a device round-trip per parameter.
+        Tensor::stack(&squares, 0)
+            .sum(Kind::Double)
+            .sqrt()
+            .double_value(&[])
+    }
+
+    /// Computes the global L2 norm of the gradients and, when it exceeds `max_norm`, scales
+    /// every gradient by `max_norm / (norm + 1e-6)`, PyTorch's `clip_grad_norm_` rule (the
+    /// small constant guards a zero norm). Returns the norm before clipping.
+    pub fn clip_grad_norm(&mut self, max_norm: f64) -> f64 {
+        let norm = self.grad_norm();
+        let coefficient = max_norm / (norm + 1e-6);
+        if coefficient < 1.0 {
+            tch::no_grad(|| {
+                for slot in &self.slots {
+                    let mut grad = slot.parameter.grad();
+                    if grad.defined() {
+                        let _ = grad.g_mul_scalar_(coefficient);
+                    }
+                }
+            });
+        }
+        norm
+    }
+
+    /// One optimiser step with learning rate `lr` (the caller applies the schedule).
+    ///
+    /// With `wd` the weight decay (zero for 1-D parameters) and `μ` the momentum:
+    ///
+    /// - **SGD**, PyTorch's `torch.optim.SGD` with dampening 0 and no Nesterov:
+    ///   `d = g + wd·p; buf = μ·buf + d` (`buf = d` on the first step); `p −= lr·buf`.
+    /// - **LARS**, the layer-wise scaling of solo-learn's `LARS` and lightly's `LARS`
+    ///   (both descend from NVIDIA apex's LARC): for a parameter with two or more
+    ///   dimensions, `d = s · (g + wd·p)` with the local rate
+    ///   `s = trust · ‖p‖ / (‖g‖ + wd·‖p‖)`, or `s = 1` when `‖p‖` or `‖g‖` is zero. With
+    ///   `clip`, LARC's clipping variant replaces `s` by `min(s / lr, 1)`, so the effective
+    ///   rate `lr · s` never exceeds the scheduled `lr` (and `s = 1` when `lr` is zero).
+    ///   1-D parameters take the plain SGD direction `d = g`. The momentum buffer then
+    ///   accumulates the scaled direction, `buf = μ·buf + d; p −= lr·buf`, as in solo-learn.
+    ///   Two small departures, both documented here: solo-learn adds `eps = 1e-8` to the
+    ///   denominator (we test the norms for zero instead, which differs by at most a relative
+    ///   1e-8 otherwise), and when a norm is zero solo-learn also drops the weight-decay term,
+    ///   which only matters for an exactly zero gradient.
+    ///
+    /// Parameters without a gradient are left alone, buffer included.
+    pub fn step(&mut self, lr: f64) {
+        let momentum = self.momentum;
+        let weight_decay = self.weight_decay;
+        let kind = self.kind;
+        tch::no_grad(|| {
+            for slot in &mut self.slots {
+                let grad = slot.parameter.grad();
+                if !grad.defined() {
+                    continue;
+                }
+                let decay = if slot.decayed { weight_decay } else { 0.0 };
+                let mut direction = if decay != 0.0 {
+                    &grad + &slot.parameter * decay
+                } else {
+                    grad.copy()
+                };
+                if let OptimKind::Lars { trust, clip } = kind {
+                    if slot.decayed {
+                        let scale = lars_scale(&slot.parameter, &grad, trust, decay, clip, lr);
+                        direction *= scale;
+                    }
+                }
+                let update = match &mut slot.buffer {
+                    Some(buffer) if momentum != 0.0 => {
+                        let _ = buffer.g_mul_scalar_(momentum);
+                        let _ = buffer.g_add_(&direction);
+                        buffer.shallow_clone()
+                    }
+                    Some(_) => direction,
+                    None => {
+                        if momentum != 0.0 {
+                            slot.buffer = Some(direction.shallow_clone());
+                        }
+                        direction
+                    }
+                };
+                let _ = slot.parameter.g_sub_(&(update * lr));
+            }
+        });
+    }
+
+    /// The momentum buffers, named `optim/<parameter name>`; parameters that have not yet
+    /// taken a step have none.
+    pub fn state(&self) -> Vec<(String, Tensor)> {
+        self.slots
+            .iter()
+            .filter_map(|slot| {
+                let buffer = slot.buffer.as_ref()?;
+                Some((format!("{STATE_PREFIX}{}", slot.name), buffer.copy()))
+            })
+            .collect()
+    }
+
+    /// Restores momentum buffers from checkpoint tensors. Tensors outside `optim/` are
+    /// ignored (a checkpoint also holds the model); a buffer whose shape differs from its
+    /// parameter's, or one for no known parameter, is refused, and all such problems are
+    /// reported together. Parameters with no stored buffer start without one, as before
+    /// their first step.
+    pub fn load_state(&mut self, tensors: &[(String, Tensor)]) -> Result<(), CheckpointError> {
+        let mut problems = Vec::new();
+        let mut found: Vec<Option<Tensor>> = self.slots.iter().map(|_| None).collect();
+        for (name, tensor) in tensors {
+            let Some(parameter_name) = name.strip_prefix(STATE_PREFIX) else {
+                continue;
+            };
+            match self
+                .slots
+                .iter()
+                .position(|slot| slot.name == parameter_name)
+            {
+                None => problems.push(TensorMismatch::Unexpected { name: name.clone() }),
+                Some(index) => {
+                    let expected = self.slots[index].parameter.size();
+                    if tensor.size() != expected {
+                        problems.push(TensorMismatch::Shape {
+                            name: name.clone(),
+                            expected,
+                            found: tensor.size(),
+                        });
+                    } else {
+                        found[index] = Some(tensor.shallow_clone());
+                    }
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(CheckpointError::Mismatch { problems });
+        }
+        for (slot, stored) in self.slots.iter_mut().zip(found) {
+            slot.buffer = stored.map(|tensor| {
+                tensor
+                    .to_device(slot.parameter.device())
+                    .to_kind(slot.parameter.kind())
+                    .detach()
+                    .copy()
+            });
+        }
+        Ok(())
+    }
+}
+
+/// LARS's local learning-rate factor as a 0-D tensor on the parameter's device, computed
+/// without a host round-trip (see [`Optimizer::step`] for the formula).
+fn lars_scale(
+    parameter: &Tensor,
+    grad: &Tensor,
+    trust: f64,
+    decay: f64,
+    clip: bool,
+    lr: f64,
+) -> Tensor {
+    let parameter_norm = parameter.norm();
+    let grad_norm = grad.norm();
+    let local = (&parameter_norm * trust) / (&grad_norm + &parameter_norm * decay);
+    let local = if clip {
+        if lr > 0.0 {
+            (local / lr).clamp_max(1.0)
+        } else {
+            local.ones_like()
+        }
+    } else {
+        local
+    };
+    let both_positive = parameter_norm.gt(0.0).logical_and(&grad_norm.gt(0.0));
+    local.where_self(&both_positive, &local.ones_like())
+}

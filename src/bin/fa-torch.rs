@@ -1,0 +1,111 @@
+//! `fa-torch`: the commands of `fa` that need libtorch (train, eval, sweep, export, plot,
+//! augment, doctor). `fa` runs it with its own arguments; it parses the same flags.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use fa::cli::{Cli, Command, LogFormat};
+use fa_lang::driver::Outcome;
+use fa_lang::resolve::Override;
+use fa_torch::commands::{self, EvalArgs, Log, SweepArgs, TrainArgs};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Doctor => commands::doctor(),
+        Command::Train {
+            file,
+            mut overrides,
+            out,
+            device,
+            resume,
+            data_root,
+            log_format,
+            max_steps,
+            no_eval,
+            cell,
+            precision,
+        } => {
+            if let Some(precision) = precision {
+                overrides.push(Override {
+                    key: "train.precision".into(),
+                    value: precision,
+                });
+            }
+            commands::train(&TrainArgs {
+                file,
+                overrides,
+                out,
+                device,
+                resume,
+                data_root,
+                log: log(log_format),
+                max_steps,
+                no_eval,
+                cell,
+            })
+        }
+        Command::Eval {
+            run,
+            knn,
+            linear,
+            device,
+            data_root,
+        } => commands::eval(&EvalArgs {
+            run,
+            knn,
+            linear,
+            device,
+            data_root,
+        }),
+        Command::Sweep {
+            file,
+            overrides,
+            seeds,
+            out,
+            device,
+            data_root,
+        } => commands::sweep(&SweepArgs {
+            file,
+            overrides,
+            seeds,
+            out,
+            device,
+            data_root,
+        }),
+        Command::Export { run, backbone } => commands::export(&run, &backbone),
+        Command::Plot { runs, out } => commands::plot(&runs, &out),
+        Command::Augment {
+            file,
+            view,
+            out,
+            data_root,
+        } => commands::augment(&file, view.as_deref(), &out, data_root.as_deref()),
+        Command::Check { .. }
+        | Command::Graph { .. }
+        | Command::Fmt { .. }
+        | Command::Expand { .. }
+        | Command::Lower { .. } => {
+            eprintln!("error: front-end commands are served by `fa`, not `fa-torch`");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::Failed) => ExitCode::from(1),
+        Err(error) => {
+            let code = error.exit_code();
+            eprintln!("{:?}", miette::Report::new(error));
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn log(format: LogFormat) -> Log {
+    match format {
+        LogFormat::Auto => Log::Auto,
+        LogFormat::Plain => Log::Plain,
+        LogFormat::Json => Log::Json,
+        LogFormat::Quiet => Log::Quiet,
+    }
+}

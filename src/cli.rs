@@ -1,0 +1,182 @@
+//! The flags of every subcommand (clap), shared by the `fa` and `fa-torch` executables so
+//! that `fa --help` lists every command and both parse a command line the same way.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use fa_lang::resolve::Override;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "fa",
+    version,
+    about = "Compile and train self-supervised contrastive models with feature augmentation"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum GraphFormat {
+    Dot,
+    Text,
+}
+
+/// Progress output of `fa train`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Auto,
+    Plain,
+    Json,
+    Quiet,
+}
+
+/// Which evaluation protocols `fa eval` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Protocol {
+    Knn,
+    Linear,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Validate .fa files and report every problem.
+    Check {
+        files: Vec<PathBuf>,
+        /// Fail on warnings too.
+        #[arg(long)]
+        deny_warnings: bool,
+        /// Override a value: `--set optim.lr=0.3`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<Override>,
+    },
+    /// Print the dataflow graph of a model (every sweep cell).
+    Graph {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value = "dot")]
+        format: GraphFormat,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<Override>,
+    },
+    /// Format .fa files canonically.
+    Fmt {
+        files: Vec<PathBuf>,
+        /// Only check; exit 1 when a file would change.
+        #[arg(long)]
+        check: bool,
+    },
+    /// List the cells of a sweep.
+    Expand {
+        file: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<Override>,
+    },
+    /// Print the lowering plan: operations, shapes and the parameter table.
+    Lower {
+        file: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<Override>,
+    },
+    /// Report the libtorch in use and the devices it sees.
+    Doctor,
+    /// Compile and train a model, then evaluate it.
+    Train {
+        file: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<Override>,
+        /// Run folder (default: runs/<model name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// auto, cpu, cuda or cuda:N.
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// Continue from the run folder's latest checkpoint.
+        #[arg(long)]
+        resume: bool,
+        /// Where dataset paths are resolved (default: $FA_DATA_ROOT, else ./data).
+        #[arg(long)]
+        data_root: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "auto")]
+        log_format: LogFormat,
+        /// Stop after this many optimiser steps (the schedule still spans the file's epochs).
+        #[arg(long)]
+        max_steps: Option<u64>,
+        /// Skip the final evaluation.
+        #[arg(long)]
+        no_eval: bool,
+        /// Train only the sweep cell with this name.
+        #[arg(long)]
+        cell: Option<String>,
+        /// f32, bf16 or f16; the same as `--set train.precision=...` (bf16 autocasts the
+        /// forward pass on CUDA; the CPU trains in float32).
+        #[arg(long)]
+        precision: Option<String>,
+    },
+    /// Evaluate a run's latest checkpoint (or a checkpoint file).
+    Eval {
+        run: PathBuf,
+        /// Run kNN (alone, unless --linear is given too).
+        #[arg(long)]
+        knn: bool,
+        /// Run the linear probe (alone, unless --knn is given too).
+        #[arg(long)]
+        linear: bool,
+        #[arg(long, default_value = "auto")]
+        device: String,
+        #[arg(long)]
+        data_root: Option<PathBuf>,
+    },
+    /// Train and evaluate every cell of a sweep; write a table like the paper's.
+    Sweep {
+        file: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<Override>,
+        /// Seeds per cell.
+        #[arg(long, default_value_t = 1)]
+        seeds: u64,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, default_value = "auto")]
+        device: String,
+        #[arg(long)]
+        data_root: Option<PathBuf>,
+    },
+    /// Export a run's backbone weights under torchvision's parameter names.
+    Export {
+        run: PathBuf,
+        #[arg(long)]
+        backbone: PathBuf,
+    },
+    /// Plot loss, kNN accuracy and learning-rate curves of runs.
+    Plot {
+        runs: Vec<PathBuf>,
+        #[arg(long, default_value = "plots")]
+        out: PathBuf,
+    },
+    /// Write a PNG grid of images and their augmented views.
+    Augment {
+        file: PathBuf,
+        /// Only the pipeline of this view.
+        #[arg(long)]
+        view: Option<String>,
+        #[arg(long, default_value = "augment.png")]
+        out: PathBuf,
+        #[arg(long)]
+        data_root: Option<PathBuf>,
+    },
+}
+
+impl Command {
+    /// Whether the command needs libtorch, and so runs in the `fa-torch` executable.
+    pub fn needs_libtorch(&self) -> bool {
+        !matches!(
+            self,
+            Command::Check { .. }
+                | Command::Graph { .. }
+                | Command::Fmt { .. }
+                | Command::Expand { .. }
+                | Command::Lower { .. }
+        )
+    }
+}

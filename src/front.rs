@@ -1,0 +1,168 @@
+//! The front-end subcommands (`check`, `graph`, `fmt`, `expand`, `lower`), one function each.
+//!
+//! They print what the user asked for and return an [`Outcome`]; problems the user must fix
+//! in a `.fa` file are printed as diagnostics (exit 1), usage and I/O problems come back as
+//! a [`FrontError`] (exit 2). None of them touches libtorch.
+
+use std::path::{Path, PathBuf};
+
+use fa_lang::driver::{compile_reporting, Outcome};
+use fa_lang::resolve::{Compiled, Override};
+use fa_lang::valid::ValidModel;
+
+/// A usage or I/O problem of a front-end command.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum FrontError {
+    #[error("cannot read {}: {source}", .path.display())]
+    #[diagnostic(code(fa::io))]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {}: {source}", .path.display())]
+    #[diagnostic(code(fa::io))]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no files given")]
+    #[diagnostic(code(fa::usage), help("name one or more .fa files"))]
+    NoFiles,
+}
+
+/// Compiles `file`, printing its diagnostics; `None` when it has errors.
+fn compile(file: &Path, overrides: &[Override]) -> Result<Option<Compiled>, FrontError> {
+    compile_reporting(file, overrides).map_err(|source| FrontError::Io {
+        path: file.to_path_buf(),
+        source,
+    })
+}
+
+/// `fa check`: every file, every problem; exit 1 on errors (or warnings with `deny`).
+pub fn check(
+    files: &[PathBuf],
+    overrides: &[Override],
+    deny_warnings: bool,
+) -> Result<Outcome, FrontError> {
+    if files.is_empty() {
+        return Err(FrontError::NoFiles);
+    }
+    let mut failed = false;
+    for file in files {
+        if let Some(definitions) = library_definitions(file) {
+            eprintln!(
+                "{}: a library of {definitions} definitions (no `model`), parsed; the files that `use` it check them in full",
+                file.display()
+            );
+            continue;
+        }
+        match compile(file, overrides)? {
+            Some(compiled) => {
+                let warnings = compiled.report.warning_count();
+                if deny_warnings && warnings > 0 {
+                    failed = true;
+                }
+                let cells = compiled.cells.len();
+                let cells = if cells > 1 {
+                    format!(", {cells} cells")
+                } else {
+                    String::new()
+                };
+                eprintln!(
+                    "{}: ok ({warnings} warning{}{cells})",
+                    file.display(),
+                    if warnings == 1 { "" } else { "s" }
+                );
+            }
+            None => failed = true,
+        }
+    }
+    Ok(Outcome::failed_if(failed))
+}
+
+/// The number of definitions of `file` when it parses and is a library, a file meant to be
+/// `use`d (no `model` and no `loss`), such as `models/common.fa`; `None` otherwise, so that
+/// everything else, syntax errors included, goes through the full compile.
+fn library_definitions(file: &Path) -> Option<usize> {
+    use fa_lang::syntax::ast::ItemKind;
+    let text = std::fs::read_to_string(file).ok()?;
+    let parsed = fa_lang::syntax::parse_file(0, &text).ok()?;
+    let is_model = parsed
+        .items
+        .iter()
+        .any(|item| matches!(item.kind, ItemKind::Model(_) | ItemKind::Loss { .. }));
+    (!is_model && !parsed.items.is_empty()).then_some(parsed.items.len())
+}
+
+fn each_cell(
+    file: &Path,
+    overrides: &[Override],
+    mut print: impl FnMut(&str, &ValidModel),
+) -> Result<Outcome, FrontError> {
+    let Some(compiled) = compile(file, overrides)? else {
+        return Ok(Outcome::Failed);
+    };
+    for (cell, valid) in &compiled.cells {
+        print(&cell.name, valid);
+    }
+    Ok(Outcome::Success)
+}
+
+/// `fa graph`: DOT or text for every cell.
+pub fn graph(file: &Path, overrides: &[Override], dot: bool) -> Result<Outcome, FrontError> {
+    each_cell(file, overrides, |name, valid| {
+        if dot {
+            print!("{}", fa_lang::graph::to_dot(valid));
+        } else {
+            println!("# {name}");
+            print!("{}", fa_lang::graph::to_text(valid));
+        }
+    })
+}
+
+/// `fa lower`: the plan of every cell.
+pub fn lower(file: &Path, overrides: &[Override]) -> Result<Outcome, FrontError> {
+    each_cell(file, overrides, |name, valid| {
+        println!("# {name}");
+        print!("{}", fa_lang::plan::plan(valid));
+    })
+}
+
+/// `fa expand`: the cells of a sweep, one per line.
+pub fn expand(file: &Path, overrides: &[Override]) -> Result<Outcome, FrontError> {
+    each_cell(file, overrides, |name, _| println!("{name}"))
+}
+
+/// `fa fmt`: rewrite files canonically (atomically), or with `check` report those that differ.
+pub fn fmt(files: &[PathBuf], check: bool) -> Result<Outcome, FrontError> {
+    let mut outcome = Outcome::Success;
+    for file in files {
+        let source = std::fs::read_to_string(file).map_err(|source| FrontError::Io {
+            path: file.clone(),
+            source,
+        })?;
+        let formatted = match fa_lang::fmt::format_source(&source) {
+            Ok(formatted) => formatted,
+            Err(report) => {
+                eprint!("{}", report.render_for_terminal());
+                outcome = Outcome::Failed;
+                continue;
+            }
+        };
+        if formatted == source {
+            continue;
+        }
+        if check {
+            eprintln!("{}: not formatted", file.display());
+            outcome = Outcome::Failed;
+        } else {
+            fa_base::fsio::write_file_atomically(file, formatted.as_bytes()).map_err(|source| {
+                FrontError::Write {
+                    path: file.clone(),
+                    source,
+                }
+            })?;
+        }
+    }
+    Ok(outcome)
+}
