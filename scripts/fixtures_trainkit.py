@@ -1,20 +1,25 @@
 """Writes the float64 reference values the trainkit optimiser tests compare against.
 
-Run with the project's venv: /work/main/.venv/bin/python scripts/fixtures_trainkit.py
+Run with the project's venv after installing the pinned peer libraries:
+    .venv/bin/pip install --no-deps -r scripts/requirements-fixtures.txt
+    .venv/bin/python scripts/fixtures_trainkit.py
 Output: tests/fixtures/trainkit/optim.safetensors
 
-SGD is torch.optim.SGD itself (momentum, dampening 0, no Nesterov), with 1-D parameters in
-a parameter group without weight decay, which is how the Rust optimiser treats biases and
-batch-norm parameters. LARS has no PyTorch reference implementation, so it is written out
-below in float64 following the formula documented on `Optimizer::step` in
-src/train/optim.rs; a hand-worked one-step case in the Rust tests checks the same formula
-independently of this script.
+SGD is torch.optim.SGD itself (momentum, dampening 0, no Nesterov), decaying every
+parameter, as solo-learn and lightly run it. LARS without clipping is lightly's own
+`lightly.utils.lars.LARS`, with the 1-D parameters in a group without weight decay (lightly
+then neither decays nor adapts them: solo-learn's `exclude_bias_n_norm`). LARS with LARC's
+learning-rate clipping (solo-learn's `clip_lr`) exists in no peer library installable here
+(solo-learn 1.0.2 on PyPI predates it), so it is written out below in float64 from the
+formula: local = trust·|p| / (|g| + wd·|p|), clipped to min(local / lr, 1); a hand-worked
+one-step case in the Rust tests checks the same formula independently of this script.
 """
 
 import math
 import pathlib
 
 import torch
+from lightly.utils.lars import LARS
 from safetensors.torch import save_file
 
 torch.set_default_dtype(torch.float64)
@@ -44,18 +49,10 @@ for name in SHAPES:
         out[f"grad/{step}/{name}"] = grads[step][name].clone()
 
 
-def run_sgd():
+def run_peer(label, make_optimiser):
+    """Three steps of a peer library's optimiser on the fixture's parameters and gradients."""
     params = {name: init[name].clone().requires_grad_(True) for name in SHAPES}
-    decayed = [params[name] for name in SHAPES if params[name].dim() > 1]
-    plain = [params[name] for name in SHAPES if params[name].dim() <= 1]
-    optimiser = torch.optim.SGD(
-        [
-            {"params": decayed, "weight_decay": WEIGHT_DECAY},
-            {"params": plain, "weight_decay": 0.0},
-        ],
-        lr=LRS[0],
-        momentum=MOMENTUM,
-    )
+    optimiser = make_optimiser(params)
     for step in range(STEPS):
         for group in optimiser.param_groups:
             group["lr"] = LRS[step]
@@ -63,9 +60,33 @@ def run_sgd():
             params[name].grad = grads[step][name].clone()
         optimiser.step()
         for name in SHAPES:
-            out[f"sgd/{step}/{name}"] = params[name].detach().clone()
+            out[f"{label}/{step}/{name}"] = params[name].detach().clone()
     for name in SHAPES:
-        out[f"sgd/buffer/{name}"] = optimiser.state[params[name]]["momentum_buffer"].clone()
+        out[f"{label}/buffer/{name}"] = optimiser.state[params[name]]["momentum_buffer"].clone()
+
+
+def sgd(params):
+    return torch.optim.SGD(
+        list(params.values()), lr=LRS[0], momentum=MOMENTUM, weight_decay=WEIGHT_DECAY
+    )
+
+
+def lightly_lars(trust):
+    def make(params):
+        decayed = [params[name] for name in SHAPES if params[name].dim() > 1]
+        plain = [params[name] for name in SHAPES if params[name].dim() <= 1]
+        return LARS(
+            [
+                {"params": decayed, "weight_decay": WEIGHT_DECAY},
+                {"params": plain, "weight_decay": 0.0},
+            ],
+            lr=LRS[0],
+            momentum=MOMENTUM,
+            trust_coefficient=trust,
+            eps=0.0,
+        )
+
+    return make
 
 
 def run_lars(label, trust, clip):
@@ -99,11 +120,18 @@ def run_lars(label, trust, clip):
         out[f"{label}/buffer/{name}"] = buffers[name].clone()
 
 
-run_sgd()
+run_peer("sgd", sgd)
 # Trust 0.02 gives local rates far below lr, so the clip variant scales by local/lr < 1;
 # trust 0.1 puts local/lr above 1 on the first steps and below 1 later, so both branches of
-# the clip's min(·, 1) are exercised.
-run_lars("lars", 0.02, False)
+# the clip's min(·, 1) are exercised. Without clipping the reference is lightly's LARS; the
+# float64 formula below must agree with it (checked here, before anything is written).
+run_peer("lars", lightly_lars(0.02))
+run_lars("lars_formula", 0.02, False)
+for step in range(STEPS):
+    for name in SHAPES:
+        assert torch.allclose(out[f"lars/{step}/{name}"], out[f"lars_formula/{step}/{name}"], atol=1e-12)
+for key in [k for k in out if k.startswith("lars_formula/")]:
+    del out[key]
 run_lars("lars_clip", 0.02, True)
 run_lars("lars_clip_high", 0.1, True)
 out["config/trust_low"] = torch.tensor(0.02)

@@ -396,17 +396,21 @@ fn ema_starts_as_a_copy_of_the_online_chain() {
     assert!(compared > 10);
 }
 
-#[test]
-fn symmetric_term_averages_both_directions() {
-    let _serial = serial();
-    let valid = architecture(Architecture::Byol, &Widths::tiny(), None);
-    let mut asymmetric = valid.model().clone();
-    for node in asymmetric.graph.node_weights_mut() {
-        if let fa_lang::ir::NodeKind::Loss(term) = &mut node.kind {
-            term.symmetric = false;
+/// The total loss of `architecture` with every term symmetric, and of the same network
+/// (same initial weights) with every term one-way, on the views and on the exchanged views.
+fn symmetric_and_both_directions(architecture_kind: Architecture) -> (f64, f64, f64) {
+    let with_symmetry = |symmetric: bool| {
+        let mut model = architecture(architecture_kind, &Widths::tiny(), None)
+            .model()
+            .clone();
+        for node in model.graph.node_weights_mut() {
+            if let fa_lang::ir::NodeKind::Loss(term) = &mut node.kind {
+                term.symmetric = symmetric;
+            }
         }
-    }
-    let asymmetric = fa_lang::valid::validate(asymmetric).unwrap();
+        fa_lang::valid::validate(model).unwrap()
+    };
+    let (valid, asymmetric) = (with_symmetry(true), with_symmetry(false));
     // The same seed gives both networks the same initial weights.
     tch::manual_seed(0);
     let store = tnn::VarStore::new(Device::Cpu);
@@ -420,27 +424,86 @@ fn symmetric_term_averages_both_directions() {
     let inputs = views(&valid, 4);
     // Evaluation mode: batch norm uses running statistics, so each direction can be
     // recomputed on its own.
-    let both = both_ways
-        .forward(&inputs, &indices(4), false)
-        .total
-        .double_value(&[]);
-    let forward = one_way
-        .forward(&inputs, &indices(4), false)
-        .total
-        .double_value(&[]);
+    let mut total = |network: &mut Network, inputs: &[Tensor]| {
+        network
+            .forward(inputs, &indices(4), false)
+            .total
+            .double_value(&[])
+    };
+    let both = total(&mut both_ways, &inputs);
+    let forward = total(&mut one_way, &inputs);
     let swapped = [inputs[1].shallow_clone(), inputs[0].shallow_clone()];
-    let backward = one_way
-        .forward(&swapped, &indices(4), false)
-        .total
-        .double_value(&[]);
+    let backward = total(&mut one_way, &swapped);
     assert!(
         (forward - backward).abs() > 1e-6,
         "the two directions should differ"
     );
+    (both, forward, backward)
+}
+
+#[test]
+fn symmetric_byol_term_sums_both_directions() {
+    let _serial = serial();
+    let (both, forward, backward) = symmetric_and_both_directions(Architecture::Byol);
+    assert!(
+        (both - (forward + backward)).abs() < 1e-5,
+        "{both} vs {forward} + {backward}"
+    );
+}
+
+#[test]
+fn symmetric_infonce_term_averages_both_directions() {
+    let _serial = serial();
+    let (both, forward, backward) = symmetric_and_both_directions(Architecture::Basic);
     assert!(
         (both - (forward + backward) / 2.0).abs() < 1e-5,
-        "{both} vs {forward}, {backward}"
+        "{both} vs ({forward} + {backward}) / 2"
     );
+}
+
+/// The swapped pass of a symmetric term reuses the first pass's module outputs, so each
+/// module sees each view once: batch-norm running statistics move exactly as they do when
+/// every view goes through the network once.
+#[test]
+fn symmetric_terms_update_batch_norm_statistics_once_per_view() {
+    let _serial = serial();
+    // Basic applies the encoder to both views already, so making its term symmetric must
+    // not move the encoder's running statistics any further.
+    let with_symmetry = |symmetric: bool| {
+        let mut model = architecture(Architecture::Basic, &Widths::tiny(), None)
+            .model()
+            .clone();
+        for node in model.graph.node_weights_mut() {
+            if let fa_lang::ir::NodeKind::Loss(term) = &mut node.kind {
+                term.symmetric = symmetric;
+            }
+        }
+        fa_lang::valid::validate(model).unwrap()
+    };
+    let (valid, asymmetric) = (with_symmetry(true), with_symmetry(false));
+    tch::manual_seed(0);
+    let store = tnn::VarStore::new(Device::Cpu);
+    let mut symmetric = Network::new(&store.root(), &valid).unwrap();
+    tch::manual_seed(0);
+    let one_way_store = tnn::VarStore::new(Device::Cpu);
+    let mut one_way = Network::new(&one_way_store.root(), &asymmetric).unwrap();
+    let inputs = views(&valid, 4);
+    let _ = symmetric.forward(&inputs, &indices(4), true);
+    let _ = one_way.forward(&inputs, &indices(4), true);
+    let statistics: Vec<String> = store
+        .variables()
+        .keys()
+        .filter(|name| name.ends_with("running_mean"))
+        .cloned()
+        .collect();
+    assert!(!statistics.is_empty(), "the test model has batch norm");
+    let variables = (store.variables(), one_way_store.variables());
+    for name in &statistics {
+        assert!(
+            variables.0[name].allclose(&variables.1[name], 1e-6, 1e-7, false),
+            "{name}: running statistics moved more than once per view"
+        );
+    }
 }
 
 #[test]

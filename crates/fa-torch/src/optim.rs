@@ -5,10 +5,12 @@
 //! needed to resume bit for bit. The learning rate is passed to every [`Optimizer::step`]:
 //! the schedule lives with the caller ([`crate::schedule`]).
 //!
-//! Parameters with at most one dimension (biases, batch-norm weights and biases) get neither
-//! weight decay nor LARS adaptation, as solo-learn (`exclude_bias_n_norm` together with
-//! removing them from weight decay) and lightly (`exclude_bias_and_norm`) do for the
-//! recipes the paper follows.
+//! Which parameters are decayed follows the peer code of each optimiser:
+//! - SGD decays every parameter, as `torch.optim.SGD` does and as solo-learn
+//!   (`exclude_bias_n_norm_wd` off by default) and lightly's CIFAR-10 benchmark run it;
+//! - LARS leaves parameters with at most one dimension (biases, batch-norm weights and
+//!   biases) without weight decay and without adaptation, as solo-learn's LARS with
+//!   `exclude_bias_n_norm` (which the paper's recipes use) does.
 
 use tch::{Kind, Tensor};
 
@@ -25,7 +27,8 @@ struct Slot {
     parameter: Tensor,
     /// Created by the first step that sees a gradient, as PyTorch's SGD does.
     buffer: Option<Tensor>,
-    /// Whether weight decay and LARS adaptation apply (tensors of two or more dimensions).
+    /// Whether weight decay (and, under LARS, adaptation) applies: every parameter under
+    /// SGD, tensors of two or more dimensions under LARS.
     decayed: bool,
 }
 
@@ -41,8 +44,9 @@ pub struct Optimizer {
 impl Optimizer {
     /// An optimiser of the kind, momentum and weight decay `cfg` states.
     ///
-    /// `params`: named trainable tensors (name → tensor with `requires_grad`). Biases and
-    /// batch-norm parameters (1-D tensors) are excluded from weight decay and LARS adaptation.
+    /// `params`: named trainable tensors (name → tensor with `requires_grad`). Under LARS,
+    /// biases and batch-norm parameters (1-D tensors) are excluded from weight decay and
+    /// adaptation; SGD decays every parameter.
     pub fn new(cfg: &OptimConfig, params: Vec<(String, Tensor)>) -> Optimizer {
         Optimizer::with_settings(cfg.kind, cfg.momentum, cfg.weight_decay, params)
     }
@@ -57,7 +61,10 @@ impl Optimizer {
         let slots = params
             .into_iter()
             .map(|(name, parameter)| Slot {
-                decayed: parameter.dim() > 1,
+                decayed: match kind {
+                    OptimKind::Sgd => true,
+                    OptimKind::Lars { .. } => parameter.dim() > 1,
+                },
                 name,
                 parameter,
                 buffer: None,
@@ -130,7 +137,7 @@ impl Optimizer {
 
     /// One optimiser step with learning rate `lr` (the caller applies the schedule).
     ///
-    /// With `wd` the weight decay (zero for 1-D parameters) and `μ` the momentum:
+    /// With `wd` the weight decay (zero for 1-D parameters under LARS) and `μ` the momentum:
     ///
     /// - **SGD**, PyTorch's `torch.optim.SGD` with dampening 0 and no Nesterov:
     ///   `d = g + wd·p; buf = μ·buf + d` (`buf = d` on the first step); `p −= lr·buf`.

@@ -72,6 +72,13 @@ pub struct Network {
 /// The values of one pass through the graph.
 struct Pass {
     values: HashMap<NodeId, Vec<Tensor>>,
+    /// What each deterministic value is: the view it starts from and the modules and
+    /// stop-gradients applied since (`None` for values with randomness or bank state, such
+    /// as FA). The swapped pass of a symmetric term reuses a value of the first pass with
+    /// the same provenance instead of computing it again, so every module sees each view
+    /// once per step: batch-norm running statistics update once per view, as in solo-learn,
+    /// and the encoder's forward cost does not double.
+    provenance: HashMap<NodeId, Option<String>>,
     terms: HashMap<NodeId, Vec<Tensor>>,
     /// The unit features each bank node read (first FA input sample), to enqueue.
     enqueue: Vec<(NodeId, Tensor)>,
@@ -235,12 +242,12 @@ impl Network {
             "one tensor per view node"
         );
         let indices = indices.to_device(self.device);
-        let first = self.run(views, &indices, train, false);
+        let first = self.run(views, &indices, train, None);
         let second = if self.symmetric_nodes.is_empty() {
             None
         } else {
             let swapped = [views[1].shallow_clone(), views[0].shallow_clone()];
-            Some(self.run(&swapped, &indices, train, true))
+            Some(self.run(&swapped, &indices, train, Some(&first)))
         };
 
         let model = self.valid.model();
@@ -262,7 +269,16 @@ impl Network {
             );
             for (j, value) in values.iter().enumerate() {
                 let value = match (&second, loss.symmetric) {
-                    (Some(second), true) => (value + &second.terms[&term.node][j]) / 2.0,
+                    (Some(second), true) => {
+                        let both = value + &second.terms[&term.node][j];
+                        match loss.kind {
+                            // BYOL's symmetrised loss is the sum L + L̃ (its paper, and
+                            // solo-learn's `byol`); InfoNCE's directions are averaged
+                            // (solo-learn's NNCLR and SimCLR).
+                            LossKind::Byol => both,
+                            LossKind::InfoNce { .. } => both / 2.0,
+                        }
+                    }
                     _ => value.shallow_clone(),
                 };
                 let label = if values.len() > 1 {
@@ -303,10 +319,24 @@ impl Network {
     }
 
     /// Evaluates the graph once; with `swapped`, only the nodes symmetric terms need.
-    fn run(&self, views: &[Tensor], indices: &Tensor, train: bool, swapped: bool) -> Pass {
+    ///
+    /// `first`: the first pass, whose deterministic values the swapped pass reuses.
+    fn run(&self, views: &[Tensor], indices: &Tensor, train: bool, first: Option<&Pass>) -> Pass {
+        let swapped = first.is_some();
         let model = self.valid.model();
+        // Provenance of the first pass's values, to find a value the swapped pass already has.
+        let computed: HashMap<&str, NodeId> = first
+            .map(|first| {
+                first
+                    .provenance
+                    .iter()
+                    .filter_map(|(node, key)| Some((key.as_deref()?, *node)))
+                    .collect()
+            })
+            .unwrap_or_default();
         let mut pass = Pass {
             values: HashMap::new(),
+            provenance: HashMap::new(),
             terms: HashMap::new(),
             enqueue: Vec::new(),
             nn_hits: None,
@@ -316,6 +346,19 @@ impl Network {
                 continue;
             }
             let weight = &model.graph[node];
+            let provenance = self.provenance(node, &pass.provenance, swapped);
+            if let (Some(first), Some(key)) = (first, &provenance) {
+                if let Some(done) = computed.get(key.as_str()) {
+                    let reused = first.values[done]
+                        .iter()
+                        .map(Tensor::shallow_clone)
+                        .collect();
+                    pass.values.insert(node, reused);
+                    pass.provenance.insert(node, provenance);
+                    continue;
+                }
+            }
+            pass.provenance.insert(node, provenance);
             let input = || &pass.values[&self.valid.input(node)];
             let value: Vec<Tensor> = match &weight.kind {
                 NodeKind::View { .. } => {
@@ -401,6 +444,34 @@ impl Network {
             pass.values.insert(node, value);
         }
         pass
+    }
+
+    /// The provenance of `node`'s value (see [`Pass::provenance`]) given its input's: a view
+    /// is named by the view tensor it reads (exchanged in the swapped pass), a module
+    /// application or stop-gradient extends its input's, anything else has none.
+    fn provenance(
+        &self,
+        node: NodeId,
+        known: &HashMap<NodeId, Option<String>>,
+        swapped: bool,
+    ) -> Option<String> {
+        let model = self.valid.model();
+        match &model.graph[node].kind {
+            NodeKind::View { .. } => {
+                let position = self.valid.views().iter().position(|&v| v == node)?;
+                let tensor = if swapped { 1 - position } else { position };
+                Some(format!("view{tensor}"))
+            }
+            NodeKind::Apply { module } => {
+                let input = known.get(&self.valid.input(node))?.as_ref()?;
+                Some(format!("{input}>{module}"))
+            }
+            NodeKind::StopGrad => {
+                let input = known.get(&self.valid.input(node))?.as_ref()?;
+                Some(format!("{input}>stopgrad"))
+            }
+            _ => None,
+        }
     }
 
     /// One FA sample of `x` (whose unit version is `unit`), drawing the method's randomness.
