@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use fa_base::random::{Key, Purpose};
 use fa_lang::ir::{DataConfig, DatasetFormat, Span};
 use fa_torch::data::{byol_pipelines, load, to_tensor, Augmenter, LoadOptions};
 use tch::{Device, Tensor};
@@ -58,9 +59,18 @@ fn fa_rate(images: &Tensor, size: usize, batch: i64, device: Device) -> f64 {
         }
     };
     // Warm-up: allocator, kernels, thread pool.
+    let samples: Vec<u64> = (0..batch as u64).collect();
     let _ = (
-        strong.apply(&images.narrow(0, 0, batch), 0),
-        light.apply(&images.narrow(0, 0, batch), 0),
+        strong.apply(
+            &images.narrow(0, 0, batch),
+            Key::new(0, Purpose::View(0), 0),
+            &samples,
+        ),
+        light.apply(
+            &images.narrow(0, 0, batch),
+            Key::new(0, Purpose::View(1), 0),
+            &samples,
+        ),
     );
     sync();
     let (mut done, mut step) = (0i64, 0u64);
@@ -69,8 +79,9 @@ fn fa_rate(images: &Tensor, size: usize, batch: i64, device: Device) -> f64 {
         let mut offset = 0;
         while offset + batch <= count {
             let slice = images.narrow(0, offset, batch);
-            let _ = strong.apply(&slice, fa_base::rng::combine(1, step, 0));
-            let _ = light.apply(&slice, fa_base::rng::combine(1, step, 1));
+            let indices: Vec<u64> = (offset as u64..(offset + batch) as u64).collect();
+            let _ = strong.apply(&slice, Key::new(1, Purpose::View(0), step), &indices);
+            let _ = light.apply(&slice, Key::new(1, Purpose::View(1), step), &indices);
             offset += batch;
             done += batch;
             step += 1;

@@ -1,8 +1,19 @@
 //! Augmentation ops and the augmenter on the CPU, checked against independent definitions.
 
+use fa_base::random::{Key, Purpose};
 use fa_lang::ir::{AugOp, Interpolation, Pipeline, Span};
 use fa_torch::data::{byol_pipelines, ops, to_tensor, Augmenter, CropBox, DataError, ImageSet};
 use tch::{Device, Kind, Tensor};
+
+/// The augmentation stream of view 0 in epoch 0 of a run seeded with `seed`.
+fn key(seed: u64) -> Key {
+    Key::new(seed, Purpose::View(0), 0)
+}
+
+/// Dataset indices 0, 1, … for every image of `batch`.
+fn indices(batch: &Tensor) -> Vec<u64> {
+    (0..batch.size()[0] as u64).collect()
+}
 
 fn values(t: &Tensor) -> Vec<f32> {
     let flat = t.to_kind(Kind::Float).contiguous().view([-1]);
@@ -159,7 +170,7 @@ fn crop_with_scale_one_and_ratio_one_is_the_identity() {
             3,
         )
         .unwrap();
-        let out = augmenter.apply(&bytes, 9);
+        let out = augmenter.apply(&bytes, key(9), &indices(&bytes));
         assert!(
             max_diff(&out, &(bytes.to_kind(Kind::Float) / 255.0)) < 1e-6,
             "{interpolation:?}"
@@ -253,9 +264,9 @@ fn seeded_runs_reproduce_exactly_and_seeds_differ() {
         byol_strong(32),
         Augmenter::new(&byol_pipelines(32).1, 3).unwrap(),
     ] {
-        let first = augmenter.apply(&batch, 1234);
-        assert!(first.equal(&augmenter.apply(&batch, 1234)));
-        assert!(!first.equal(&augmenter.apply(&batch, 1235)));
+        let first = augmenter.apply(&batch, key(1234), &indices(&batch));
+        assert!(first.equal(&augmenter.apply(&batch, key(1234), &indices(&batch))));
+        assert!(!first.equal(&augmenter.apply(&batch, key(1235), &indices(&batch))));
         assert_eq!(first.size(), [6, 3, 32, 32]);
         assert_eq!(first.kind(), Kind::Float);
     }
@@ -265,9 +276,30 @@ fn seeded_runs_reproduce_exactly_and_seeds_differ() {
 fn a_samples_parameters_do_not_depend_on_the_rest_of_the_batch() {
     let batch = random_bytes(5, 3, 32, 32, 9);
     let augmenter = byol_strong(32);
-    let whole = augmenter.apply(&batch, 77);
-    let part = augmenter.apply(&batch.narrow(0, 0, 2), 77);
+    let whole = augmenter.apply(&batch, key(77), &indices(&batch));
+    let part = augmenter.apply(
+        &batch.narrow(0, 0, 2),
+        key(77),
+        &indices(&batch.narrow(0, 0, 2)),
+    );
     assert!(max_diff(&whole.narrow(0, 0, 2), &part) < 1e-6);
+}
+
+#[test]
+fn a_samples_augmentation_follows_its_dataset_index_not_its_position() {
+    // The same five images in reverse order, each with its own dataset index: every image is
+    // augmented identically, as it must be when another process or another batch holds it.
+    let batch = random_bytes(5, 3, 32, 32, 14);
+    let augmenter = byol_strong(32);
+    let samples: Vec<u64> = vec![40, 41, 42, 43, 44];
+    let forward = augmenter.apply(&batch, key(3), &samples);
+    let reversed_order = Tensor::from_slice(&[4i64, 3, 2, 1, 0]);
+    let reversed: Vec<u64> = samples.iter().rev().copied().collect();
+    let backward = augmenter.apply(&batch.index_select(0, &reversed_order), key(3), &reversed);
+    assert!(max_diff(&forward, &backward.index_select(0, &reversed_order)) < 1e-6);
+    // Another index for the same image gives another augmentation.
+    let shifted: Vec<u64> = samples.iter().map(|i| i + 100).collect();
+    assert!(max_diff(&forward, &augmenter.apply(&batch, key(3), &shifted)) > 1e-3);
 }
 
 #[test]
@@ -276,7 +308,7 @@ fn per_sample_parameters_differ_across_a_batch() {
     // crop, flip, jitter, greyscale and blur.
     let one = random_bytes(1, 3, 32, 32, 10);
     let batch = one.expand([8, 3, 32, 32], false).contiguous();
-    let out = byol_strong(32).apply(&batch, 5);
+    let out = byol_strong(32).apply(&batch, key(5), &indices(&batch));
     for i in 0..8 {
         for j in i + 1..8 {
             assert!(
@@ -292,9 +324,11 @@ fn values_stay_in_the_unit_interval_before_normalisation() {
     let batch = random_bytes(16, 3, 32, 32, 11);
     let (strong, light) = byol_pipelines(24);
     for pipeline in [strong, light] {
-        let out = Augmenter::new(&pipeline, 3)
-            .unwrap()
-            .apply_unnormalised(&batch, 3);
+        let out = Augmenter::new(&pipeline, 3).unwrap().apply_unnormalised(
+            &batch,
+            key(3),
+            &indices(&batch),
+        );
         assert_eq!(out.size(), [16, 3, 24, 24]);
         let (low, high) = (out.min().double_value(&[]), out.max().double_value(&[]));
         assert!(low >= 0.0 && high <= 1.0, "{low} {high}");
@@ -317,9 +351,11 @@ fn probabilities_zero_and_one_are_respected() {
         3,
     )
     .unwrap();
-    assert!(never.apply(&batch, 1).equal(&float));
+    assert!(never.apply(&batch, key(1), &indices(&batch)).equal(&float));
     let always = Augmenter::new(&pipeline(vec![AugOp::HorizontalFlip { p: 1.0 }]), 3).unwrap();
-    assert!(always.apply(&batch, 1).equal(&ops::horizontal_flip(&float)));
+    assert!(always
+        .apply(&batch, key(1), &indices(&batch))
+        .equal(&ops::horizontal_flip(&float)));
 }
 
 #[test]
@@ -333,7 +369,7 @@ fn normalisation_and_greyscale_replication() {
         3,
     )
     .unwrap();
-    let out = augmenter.apply(&grey, 0);
+    let out = augmenter.apply(&grey, key(0), &indices(&grey));
     assert_eq!(out.size(), [2, 3, 8, 8]);
     let expected = (grey.to_kind(Kind::Float) / 255.0 - 0.5) / 0.25;
     for c in 0..3 {

@@ -1,6 +1,7 @@
 //! Parity with torchvision's functional ops, from float64 reference outputs written by
 //! `scripts/fixtures_data.py` (torch 2.11.0, torchvision 0.26.0).
 
+use fa_base::random::{Key, Purpose};
 use fa_lang::ir::Interpolation;
 use fa_torch::data::{ops, CropBox};
 use safetensors::SafeTensors;
@@ -159,7 +160,7 @@ fn crop_fallback_boxes_match_torchvision() {
     let rows = Vec::<f64>::try_from(&fixture.get("crop_fallbacks").view([-1])).unwrap();
     for row in rows.chunks_exact(8) {
         let (height, width) = (row[0] as usize, row[1] as usize);
-        let mut rng = fa_base::rng::CounterRng::new(0, 0, 0);
+        let mut rng = Key::new(0, Purpose::View(0), 0).stream(0);
         // A scale range above the whole image never fits: ten misses, then the fallback.
         let got = CropBox::sample(&mut rng, height, width, (2.0, 3.0), (row[2], row[3]));
         let expected = CropBox {
@@ -188,7 +189,7 @@ fn crop_box_statistics_match_torchvision() {
         let boxes: Vec<CropBox> = (0..draws)
             .map(|i| {
                 CropBox::sample(
-                    &mut fa_base::rng::CounterRng::new(99, i, 0),
+                    &mut Key::new(99, Purpose::View(0), 0).stream(i),
                     side,
                     side,
                     (0.08, 1.0),

@@ -424,7 +424,7 @@ fn symmetric_and_both_directions(architecture_kind: Architecture) -> (f64, f64, 
     let inputs = views(&valid, 4);
     // Evaluation mode: batch norm uses running statistics, so each direction can be
     // recomputed on its own.
-    let mut total = |network: &mut Network, inputs: &[Tensor]| {
+    let total = |network: &mut Network, inputs: &[Tensor]| {
         network
             .forward(inputs, &indices(4), false)
             .total

@@ -1,9 +1,8 @@
 //! The lowest layer of fa, used by every other: source files and byte spans ([`source`]),
-//! files written atomically ([`fsio`]) and the counter-based random streams ([`rng`], [`seed`]).
+//! files written atomically ([`fsio`]) and the random streams every draw comes from ([`random`]).
 //!
 //! It depends on no other fa crate and on no libtorch.
 
 pub mod fsio;
-pub mod rng;
-pub mod seed;
+pub mod random;
 pub mod source;

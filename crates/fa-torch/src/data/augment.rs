@@ -5,7 +5,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::ops;
 use super::{gaussian_kernel_size, CropBox, DataError, ImageSet};
-use fa_base::rng::CounterRng;
+use fa_base::random::{Key, Stream};
 use fa_lang::ir::{AugOp, Pipeline};
 
 /// The whole set as a uint8 tensor `[N, C, H, W]` on `device`.
@@ -208,31 +208,38 @@ impl Augmenter {
         }
     }
 
-    /// Augments a uint8 batch `[B, C, H, W]` on its device. Every per-sample parameter is drawn
-    /// from a counter-based generator keyed by (`seed`, sample position, operation position),
-    /// so the same seed gives the same parameters on any device and identical output on CPU.
+    /// Augments a uint8 batch `[B, C, H, W]` on its device. Sample `i`'s parameters come from
+    /// the stream of `key` for `samples[i]` (its global dataset index), at the range of each
+    /// operation's position in the pipeline (`docs/randomness.md`): they depend neither on
+    /// the device, nor on the other samples in the batch, nor on the sample's position.
     ///
     /// # Shapes
     /// `[B, C, H, W]` uint8 → `[B, C', S, S]` float32, normalised; `C'` is the output channel
     /// count and `S` the crop size (or `H` without a crop).
     ///
     /// # Panics
-    /// When the batch's channels fail [`Augmenter::check_channels`].
-    pub fn apply(&self, batch: &Tensor, seed: u64) -> Tensor {
-        self.run(batch, seed, true)
+    /// When the batch's channels fail [`Augmenter::check_channels`], or `samples` does not
+    /// name one index per image.
+    pub fn apply(&self, batch: &Tensor, key: Key, samples: &[u64]) -> Tensor {
+        self.run(batch, key, samples, true)
     }
 
     /// [`Augmenter::apply`] without the normalisation steps: values in `[0, 1]`.
-    pub fn apply_unnormalised(&self, batch: &Tensor, seed: u64) -> Tensor {
-        self.run(batch, seed, false)
+    pub fn apply_unnormalised(&self, batch: &Tensor, key: Key, samples: &[u64]) -> Tensor {
+        self.run(batch, key, samples, false)
     }
 
-    fn run(&self, batch: &Tensor, seed: u64, normalise: bool) -> Tensor {
+    fn run(&self, batch: &Tensor, key: Key, samples: &[u64], normalise: bool) -> Tensor {
         let mut x = self.prepare(batch);
-        let samples = x.size()[0] as usize;
+        assert_eq!(
+            samples.len(),
+            x.size()[0] as usize,
+            "one sample index per image"
+        );
         for (position, op) in self.pipeline.ops.iter().enumerate() {
-            let mut streams: Vec<CounterRng> = (0..samples)
-                .map(|sample| CounterRng::new(seed, sample as u64, position as u64))
+            let mut streams: Vec<Stream> = samples
+                .iter()
+                .map(|&sample| key.stream_at(sample, position as u32))
                 .collect();
             x = match op {
                 AugOp::RandomResizedCrop {
@@ -328,17 +335,17 @@ impl Augmenter {
 /// factor (`[max(0, 1 − s), 1 + s]` for the first three, `[−h, h]` for hue). A zero strength
 /// skips that adjustment. Samples are grouped by which adjustment they take at each of the
 /// four steps, so each adjustment runs once per step on just the samples that take it.
-fn color_jitter(mut x: Tensor, streams: &mut [CounterRng], strengths: [f64; 4], p: f64) -> Tensor {
+fn color_jitter(mut x: Tensor, streams: &mut [Stream], strengths: [f64; 4], p: f64) -> Tensor {
     struct Draw {
         on: bool,
-        order: [usize; 4],
+        order: Vec<usize>,
         factors: [f64; 4],
     }
     let draws: Vec<Draw> = streams
         .iter_mut()
         .map(|rng| {
             let on = rng.bernoulli(p);
-            let order = rng.permutation::<4>();
+            let order = rng.permutation(4);
             let factors = std::array::from_fn(|kind| {
                 let s = strengths[kind];
                 if kind == 3 {

@@ -1,6 +1,6 @@
 //! Parameter sampling rules shared by the augmenter, and BYOL's two pipelines as IR values.
 
-use fa_base::rng::CounterRng;
+use fa_base::random::Stream;
 use fa_lang::ir::{AugOp, Interpolation, Pipeline, Span};
 
 /// A crop rectangle in pixels of the source image.
@@ -18,7 +18,7 @@ impl CropBox {
     /// even (Python's `round`); the first that fits is placed uniformly. After ten misses,
     /// the largest centred crop whose ratio lies in `ratio`.
     pub fn sample(
-        rng: &mut CounterRng,
+        rng: &mut Stream,
         height: usize,
         width: usize,
         scale: (f64, f64),
@@ -137,6 +137,7 @@ pub fn byol_pipelines(size: usize) -> (Pipeline, Pipeline) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fa_base::random::{Key, Purpose};
 
     #[test]
     fn kernel_sizes_follow_the_ten_percent_rule() {
@@ -149,7 +150,7 @@ mod tests {
     #[test]
     fn crops_fit_and_follow_their_scale_and_ratio() {
         for sample in 0..2000 {
-            let mut rng = CounterRng::new(11, sample, 0);
+            let mut rng = Key::new(11, Purpose::View(0), 0).stream(sample);
             let crop = CropBox::sample(&mut rng, 40, 60, (0.08, 1.0), (0.75, 4.0 / 3.0));
             assert!(
                 crop.top + crop.height <= 40 && crop.left + crop.width <= 60,
@@ -159,7 +160,7 @@ mod tests {
         }
         // A scale range that cannot fit forces the fallback: the whole 40×60 image narrowed
         // to ratio 4/3, i.e. 40×53, centred.
-        let mut rng = CounterRng::new(1, 0, 0);
+        let mut rng = Key::new(1, Purpose::View(0), 0).stream(0);
         let crop = CropBox::sample(&mut rng, 40, 60, (2.0, 3.0), (0.75, 4.0 / 3.0));
         assert_eq!(
             crop,
@@ -174,7 +175,7 @@ mod tests {
 
     #[test]
     fn scale_one_ratio_one_is_the_whole_square() {
-        let mut rng = CounterRng::new(3, 0, 0);
+        let mut rng = Key::new(3, Purpose::View(0), 0).stream(0);
         assert_eq!(
             CropBox::sample(&mut rng, 32, 32, (1.0, 1.0), (1.0, 1.0)),
             CropBox {

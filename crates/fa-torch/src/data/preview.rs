@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use fa_base::random::{Key, Purpose};
 use tch::{Device, Kind, Tensor};
 
 use super::{to_tensor, Augmenter, DataError, ImageSet};
@@ -43,6 +44,7 @@ pub fn preview_grid(
     // Evenly spaced rather than the first images, which in a class-ordered set are one class.
     let picks: Vec<i64> = (0..count).map(|i| (i * set.len / count) as i64).collect();
     let originals = to_tensor(set, Device::Cpu).index_select(0, &Tensor::from_slice(&picks));
+    let samples: Vec<u64> = picks.iter().map(|&i| i as u64).collect();
 
     // Every tile is shown at the largest side among the original and the pipelines' outputs.
     let side = augmenters
@@ -67,8 +69,9 @@ pub fn preview_grid(
     }
     for (index, augmenter) in augmenters.iter().enumerate() {
         for view in 0..views {
-            let view_seed = fa_base::rng::combine(seed, index as u64, view as u64);
-            let augmented = augmenter.apply_unnormalised(&originals, view_seed);
+            // Each pipeline gets its own views: the pipeline's position is the key's round.
+            let key = Key::new(seed, Purpose::View(view as u32), index as u64);
+            let augmented = augmenter.apply_unnormalised(&originals, key, &samples);
             for (row, image) in rows.iter_mut().enumerate() {
                 image.push(augmented.get(row as i64));
             }

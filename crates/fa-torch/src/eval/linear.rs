@@ -33,8 +33,9 @@ fn probe_learning_rate(cfg: &LinearConfig, epoch: usize) -> f64 {
 /// The training order of epoch `epoch`: the run's deterministic host-side shuffle, so it is
 /// the same on every device and libtorch version.
 fn epoch_order(len: usize, seed: u64, epoch: usize) -> Vec<i64> {
-    let seed = fa_base::seed::derive(seed, epoch as u64, fa_base::seed::Purpose::Probe);
-    fa_base::seed::permutation(len, seed)
+    let key = fa_base::random::Key::new(seed, fa_base::random::Purpose::Probe, epoch as u64);
+    key.stream(0)
+        .permutation(len)
         .into_iter()
         .map(|i| i as i64)
         .collect()

@@ -15,7 +15,7 @@ use crate::schedule;
 use crate::train::checkpoint::{self, Checkpoint, CheckpointMeta};
 use crate::train::metrics::{MetricsWriter, Record};
 use crate::train::precision;
-use fa_base::seed::{self, Purpose};
+use fa_base::random::{Key, Purpose};
 use fa_lang::ir::{
     AugOp, DataConfig, Interpolation, KnnConfig, LinearConfig, LinearMode, Model, Pipeline,
     Precision,
@@ -193,12 +193,15 @@ fn model_augmenters(valid: &ValidModel) -> Result<Vec<Augmenter>, TrainError> {
         .collect()
 }
 
+/// The network of `valid` with parameters initialised from the stream of (`seed`, `purpose`):
+/// [`Purpose::Init`] for the trained network, [`Purpose::BaselineInit`] for the baseline.
 fn build_network(
     valid: &ValidModel,
     device: Device,
     seed: u64,
+    purpose: Purpose,
 ) -> Result<(nn::VarStore, Network), TrainError> {
-    tch::manual_seed(seed::derive(seed, 0, Purpose::Init) as i64);
+    tch::manual_seed(Key::new(seed, purpose, 0).torch_seed());
     let vs = nn::VarStore::new(device);
     let network = Network::new(&vs.root(), valid).map_err(|e| TrainError::Lower(e.to_string()))?;
     Ok((vs, network))
@@ -317,7 +320,7 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
     let geo = geometry(model, data.len)?;
     let seed_value = model.train.seed;
 
-    let (vs, network) = build_network(valid, options.device, seed_value)?;
+    let (vs, network) = build_network(valid, options.device, seed_value, Purpose::Init)?;
     let optimizer = Optimizer::new(&model.optim, trainable(&vs));
     let mut trainer = Trainer {
         valid,
@@ -356,10 +359,9 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
 
     while step < last_step {
         let epoch = step / geo.steps_per_epoch;
-        let order = seed::permutation(
-            data.len,
-            seed::derive(seed_value, epoch, Purpose::DataOrder),
-        );
+        let order = Key::new(seed_value, Purpose::DataOrder, epoch)
+            .stream(0)
+            .permutation(data.len);
         let position = (step % geo.steps_per_epoch) as usize * geo.batch * geo.accumulate;
         let lr = schedule::learning_rate(
             step as usize,
@@ -527,18 +529,18 @@ impl Trainer<'_> {
                     .to_device(data.images.device());
             let batch = data.images.index_select(0, &index_tensor);
             let micro_step = step * geo.accumulate as u64 + micro as u64;
+            let epoch = step / geo.steps_per_epoch;
+            let samples: Vec<u64> = chunk.iter().map(|&i| i as u64).collect();
             let views: Vec<Tensor> = self
                 .augmenters
                 .iter()
                 .enumerate()
                 .map(|(view, augmenter)| {
-                    augmenter.apply(
-                        &batch,
-                        seed::derive(self.seed, micro_step, Purpose::View(view as u32)),
-                    )
+                    let key = Key::new(self.seed, Purpose::View(view as u32), epoch);
+                    augmenter.apply(&batch, key, &samples)
                 })
                 .collect();
-            tch::manual_seed(seed::derive(self.seed, micro_step, Purpose::Network) as i64);
+            tch::manual_seed(Key::new(self.seed, Purpose::Network, micro_step).torch_seed());
             let network = &mut self.network;
             let output = precision::forward(self.autocast, || {
                 network.forward(&views, &index_tensor, true)
@@ -866,8 +868,12 @@ fn evaluate(
         };
         summary.knn = Some(accuracy(&train_features, &test_features));
         // Baselines: the same encoder at random initialisation, and raw pixels.
-        let (_vs, random_network) =
-            build_network(trainer.valid, options.device, model.train.seed ^ 0x5EED)?;
+        let (_vs, random_network) = build_network(
+            trainer.valid,
+            options.device,
+            model.train.seed,
+            Purpose::BaselineInit,
+        )?;
         summary.random_init_knn = Some(accuracy(
             &backbone_features(&random_network, &data.images, augmenter),
             &backbone_features(&random_network, &test.images, augmenter),
@@ -881,7 +887,7 @@ fn evaluate(
         summary.pixels_knn = Some(accuracy(&pixels(&data.images), &pixels(&test.images)));
     }
     if let Some(linear) = &model.eval.linear {
-        let seed = seed::derive(model.train.seed, 0, Purpose::Probe);
+        let seed = model.train.seed;
         summary.linear = Some(match linear.mode {
             LinearMode::Features => eval::linear_probe_features(
                 &train_features,
@@ -903,10 +909,9 @@ fn evaluate(
                 let features_of = |epoch: usize, indices: &[i64]| {
                     let index = Tensor::from_slice(indices).to_device(data.images.device());
                     let batch = data.images.index_select(0, &index);
-                    let views = probe_augmenter.apply(
-                        &batch,
-                        seed::derive(seed, epoch as u64, Purpose::View(0)) ^ indices[0] as u64,
-                    );
+                    let samples: Vec<u64> = indices.iter().map(|&i| i as u64).collect();
+                    let key = Key::new(seed, Purpose::ProbeView, epoch as u64);
+                    let views = probe_augmenter.apply(&batch, key, &samples);
                     tch::no_grad(|| trainer.network.backbone(&views).to_kind(Kind::Float))
                 };
                 eval::linear_probe_with(
@@ -1190,7 +1195,7 @@ pub fn load_network(
             run: run.to_path_buf(),
         })?
     };
-    let (vs, network) = build_network(valid, device, model.train.seed)?;
+    let (vs, network) = build_network(valid, device, model.train.seed, Purpose::Init)?;
     let optimizer = Optimizer::new(&model.optim, trainable(&vs));
     let mut trainer = Trainer {
         valid,
@@ -1297,7 +1302,7 @@ pub fn export_backbone(valid: &ValidModel, run: &Path, out: &Path) -> Result<usi
         })?
     };
     let ckpt = checkpoint::load(&path, Device::Cpu)?;
-    let (_vs, network) = build_network(valid, Device::Cpu, 0)?;
+    let (_vs, network) = build_network(valid, Device::Cpu, 0, Purpose::Init)?;
     let backbone = network.backbone_name().to_string();
     let prefix = format!("model/{backbone}.");
     let tensors: Vec<(String, Tensor)> = ckpt
