@@ -3,88 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use super::params::{callee, check_usize, choice, type_error, unknown_name, Params, Range};
-use super::{ConfigSource, Program};
+use super::params::{
+    callee, check_usize, choice, quote_list, type_error, unknown_name, Params, Range,
+};
+use super::program::{ConfigSource, Program};
+use super::vocabulary::{OPTIMISERS, SECTIONS, SECTION_BLOCKS};
 use crate::diag::{did_you_mean, Diagnostic};
 use crate::ir::*;
 use crate::syntax::ast::{Expr, ExprKind, Record};
-
-pub const SECTIONS: &[&str] = &["data", "optim", "train", "eval"];
-
-const DATA_KEYS: &[&str] = &[
-    "format",
-    "path",
-    "train_split",
-    "test_split",
-    "image_size",
-    "channels",
-    "batch",
-    "limit",
-];
-const OPTIM_KEYS: &[&str] = &[
-    "method",
-    "lr",
-    "momentum",
-    "weight_decay",
-    "warmup",
-    "schedule",
-    "accumulate",
-    "clip",
-];
-const TRAIN_KEYS: &[&str] = &[
-    "epochs",
-    "seed",
-    "precision",
-    "checkpoint_every",
-    "knn_every",
-];
-const EVAL_KEYS: &[&str] = &["knn", "linear"];
-const KNN_KEYS: &[&str] = &["k", "tau"];
-const LINEAR_KEYS: &[&str] = &[
-    "epochs",
-    "lr",
-    "batch",
-    "momentum",
-    "weight_decay",
-    "milestones",
-    "mode",
-];
-
-/// Every dotted key `--set` accepts for the configuration sections.
-pub const KNOWN_KEYS: &[&str] = &[
-    "data.format",
-    "data.path",
-    "data.train_split",
-    "data.test_split",
-    "data.image_size",
-    "data.channels",
-    "data.batch",
-    "data.limit",
-    "optim.method",
-    "optim.lr",
-    "optim.momentum",
-    "optim.weight_decay",
-    "optim.warmup",
-    "optim.schedule",
-    "optim.accumulate",
-    "optim.clip",
-    "train.epochs",
-    "train.seed",
-    "train.precision",
-    "train.checkpoint_every",
-    "train.knn_every",
-    "eval.knn",
-    "eval.knn.k",
-    "eval.knn.tau",
-    "eval.linear",
-    "eval.linear.epochs",
-    "eval.linear.lr",
-    "eval.linear.batch",
-    "eval.linear.momentum",
-    "eval.linear.weight_decay",
-    "eval.linear.milestones",
-    "eval.linear.mode",
-];
 
 /// The merged sections: each a record, later entries overriding earlier ones key by key.
 pub fn merge(program: &Program, diags: &mut Vec<Diagnostic>) -> BTreeMap<String, Record> {
@@ -119,7 +45,7 @@ pub fn merge(program: &Program, diags: &mut Vec<Diagnostic>) -> BTreeMap<String,
                         diags.push(type_error(&entry.value, "a section block `{ ... }`"));
                         continue;
                     };
-                    if !SECTIONS.contains(&entry.key.text.as_str()) {
+                    if !SECTIONS.contains(&entry.key.text) {
                         let diagnostic = Diagnostic::error(
                             "fa::resolve::unknown_param",
                             entry.key.span,
@@ -129,9 +55,9 @@ pub fn merge(program: &Program, diags: &mut Vec<Diagnostic>) -> BTreeMap<String,
                             ),
                             "unknown section",
                         );
-                        let help = did_you_mean(&entry.key.text, SECTIONS.iter().copied())
+                        let help = did_you_mean(&entry.key.text, SECTIONS.names())
                             .unwrap_or_else(|| {
-                                "sections are `data`, `optim`, `train`, `eval`".into()
+                                format!("sections are {}", quote_list(&SECTIONS.names()))
                             });
                         diags.push(diagnostic.with_help(help));
                         continue;
@@ -173,9 +99,9 @@ fn params<'a>(
     what: &str,
     record: Option<&'a Record>,
     fallback: Span,
-    allowed: &'static [&'static str],
     diags: &mut Vec<Diagnostic>,
 ) -> Params<'a> {
+    let allowed = SECTIONS.params(what);
     match record {
         Some(record) => Params::of_record(format!("the `{what}` block"), record, allowed, diags),
         None => Params::empty(format!("the `{what}` block"), fallback, allowed),
@@ -183,7 +109,7 @@ fn params<'a>(
 }
 
 pub fn data(record: Option<&Record>, fallback: Span, diags: &mut Vec<Diagnostic>) -> DataConfig {
-    let mut p = params("data", record, fallback, DATA_KEYS, diags);
+    let mut p = params("data", record, fallback, diags);
     let format = p.choice(
         "format",
         DatasetFormat::ImageFolder,
@@ -269,7 +195,7 @@ pub fn data(record: Option<&Record>, fallback: Span, diags: &mut Vec<Diagnostic>
 }
 
 pub fn optim(record: Option<&Record>, fallback: Span, diags: &mut Vec<Diagnostic>) -> OptimConfig {
-    let mut p = params("optim", record, fallback, OPTIM_KEYS, diags);
+    let mut p = params("optim", record, fallback, diags);
     let kind = match p.get("method") {
         None => OptimKind::Sgd,
         Some(expr) => optim_kind(expr, diags),
@@ -346,11 +272,11 @@ fn optim_kind(expr: &Expr, diags: &mut Vec<Diagnostic>) -> OptimKind {
     };
     match name {
         "sgd" => {
-            Params::of_call("`sgd`", span, args, &[], diags).finish(diags);
+            Params::of_call("`sgd`", span, args, OPTIMISERS.params("sgd"), diags).finish(diags);
             OptimKind::Sgd
         }
         "lars" => {
-            let mut p = Params::of_call("`lars`", span, args, &["trust", "clip"], diags);
+            let mut p = Params::of_call("`lars`", span, args, OPTIMISERS.params("lars"), diags);
             let trust = p.f64("trust", 0.001, Range::POSITIVE, diags);
             let clip = p.bool("clip", false, diags);
             p.finish(diags);
@@ -362,7 +288,7 @@ fn optim_kind(expr: &Expr, diags: &mut Vec<Diagnostic>) -> OptimKind {
                 span,
                 (format!("unknown optimiser `{other}`"), "unknown optimiser"),
                 other,
-                &["sgd", "lars"],
+                &OPTIMISERS.names(),
                 || "use `sgd` or `lars(trust: 0.001)`".into(),
             ));
             OptimKind::Sgd
@@ -419,7 +345,7 @@ fn learning_rate(expr: &Expr, diags: &mut Vec<Diagnostic>) -> LearningRate {
 }
 
 pub fn train(record: Option<&Record>, fallback: Span, diags: &mut Vec<Diagnostic>) -> TrainConfig {
-    let mut p = params("train", record, fallback, TRAIN_KEYS, diags);
+    let mut p = params("train", record, fallback, diags);
     let epochs = p.usize("epochs", 100, 1, diags);
     let seed = p.usize("seed", 0, 0, diags) as u64;
     let precision = p.choice(
@@ -459,12 +385,12 @@ pub fn eval(record: Option<&Record>, fallback: Span, diags: &mut Vec<Diagnostic>
             linear: None,
         };
     };
-    let mut p = Params::of_record("the `eval` block", record, EVAL_KEYS, diags);
+    let mut p = Params::of_record("the `eval` block", record, SECTIONS.params("eval"), diags);
     let knn = p
         .get("knn")
         .and_then(|expr| sub_record(expr, diags))
         .map(|knn| {
-            let mut q = Params::of_record("`knn`", knn, KNN_KEYS, diags);
+            let mut q = Params::of_record("`knn`", knn, SECTION_BLOCKS.params("knn"), diags);
             let k = q.usize("k", 200, 1, diags);
             let temperature = q.f64("tau", 0.1, Range::POSITIVE, diags);
             q.finish(diags);
@@ -478,7 +404,7 @@ pub fn eval(record: Option<&Record>, fallback: Span, diags: &mut Vec<Diagnostic>
         .get("linear")
         .and_then(|expr| sub_record(expr, diags))
         .map(|linear| {
-            let mut q = Params::of_record("`linear`", linear, LINEAR_KEYS, diags);
+            let mut q = Params::of_record("`linear`", linear, SECTION_BLOCKS.params("linear"), diags);
             let epochs = q.usize("epochs", 60, 1, diags);
             let lr = q.f64("lr", 1.0, Range::POSITIVE, diags);
             let batch_size = q.usize("batch", 256, 1, diags);
