@@ -1,8 +1,8 @@
 //! The library API the CLI uses: overrides, sweeps, cell names, `fa none` as the identity,
 //! I/O errors, and the values validation records for lowering.
 
-use fa_lang::ir::{Combine, FaMethod, LrScaling, NodeKind};
 use fa_lang::driver::{compile_file, compile_source};
+use fa_lang::ir::{Combine, FaMethod, LrScaling, NodeKind};
 use fa_lang::resolve::Override;
 use std::path::Path;
 

@@ -118,8 +118,7 @@ fn ten_megabyte_inputs_finish() {
     assert!(report.error_count() > 1000);
     // Garbage: one syntax error.
     let garbage = "#".repeat(10 * 1024 * 1024);
-    let report =
-        fa_lang::driver::compile_source("garbage.fa", &garbage, &[]).expect_err("garbage");
+    let report = fa_lang::driver::compile_source("garbage.fa", &garbage, &[]).expect_err("garbage");
     assert_eq!(report.codes(), vec!["fa::syntax::parse"]);
     // A very long chain.
     let chain = format!(

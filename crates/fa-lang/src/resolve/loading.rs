@@ -25,7 +25,12 @@ pub(super) struct Loader {
 const MAX_USE_DEPTH: usize = 64;
 
 impl Loader {
-    pub fn load_root(&mut self, name: &str, path: Option<&Path>, bytes: Vec<u8>) -> Option<ir::FileId> {
+    pub fn load_root(
+        &mut self,
+        name: &str,
+        path: Option<&Path>,
+        bytes: Vec<u8>,
+    ) -> Option<ir::FileId> {
         let canonical = path
             .and_then(|p| p.canonicalize().ok())
             .unwrap_or_else(|| PathBuf::from(name));

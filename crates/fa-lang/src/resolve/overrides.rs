@@ -1,8 +1,8 @@
 //! Overrides: `--set key=value` arguments, read and applied to the program like a block
 //! written at the end of the file.
 
-use super::vocabulary::{known_keys, MODULE_KINDS, SECTIONS};
 use super::program::{ConfigSource, Program};
+use super::vocabulary::{known_keys, MODULE_KINDS, SECTIONS};
 use crate::diag::{did_you_mean, Diagnostic};
 use crate::ir::Span;
 use crate::syntax::ast::{Arg, Entry, Expr, ExprKind, Ident, Record};
@@ -149,7 +149,6 @@ impl Program {
             None => diagnostic.with_help("keys are `section.name` (e.g. `optim.lr`), `module.param`, `loss.combine` or a sweep name"),
         }
     }
-
 }
 
 /// Builds `{ a { b: value } }` from the dotted path `a.b`, so an override merges like a block.

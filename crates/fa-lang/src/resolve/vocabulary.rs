@@ -86,7 +86,11 @@ pub const AUGMENTATIONS: Vocabulary = Vocabulary(&[
         aliases: &["greyscale"],
         ..Word::new("grayscale", &["p"], "greyscale with probability `p`")
     },
-    Word::new("blur", &["p", "sigma"], "Gaussian blur, sigma drawn per image"),
+    Word::new(
+        "blur",
+        &["p", "sigma"],
+        "Gaussian blur, sigma drawn per image",
+    ),
     Word::new(
         "solarize",
         &["p", "threshold"],
@@ -103,7 +107,11 @@ pub const FA_METHODS: Vocabulary = Vocabulary(&[
         &["bank", "k", "grad", "exclude_self"],
         "nearest neighbour from a feature bank (NNCLR)",
     ),
-    Word::new("mask", &["rate", "k"], "zeroes a fraction `rate` of the components"),
+    Word::new(
+        "mask",
+        &["rate", "k"],
+        "zeroes a fraction `rate` of the components",
+    ),
     Word::new(
         "mixup",
         &["alpha", "noise", "k"],
@@ -128,7 +136,11 @@ pub const MODULE_KINDS: Vocabulary = Vocabulary(&[
     Word::new("resnet34", &["stem"], "torchvision's ResNet-34, 512 wide"),
     Word::new("resnet50", &["stem"], "torchvision's ResNet-50, 2048 wide"),
     Word::new("convnet", &[], "a small convnet, one block per width"),
-    Word::new("mlp", &["norm", "last_norm"], "a multilayer perceptron, one layer per width"),
+    Word::new(
+        "mlp",
+        &["norm", "last_norm"],
+        "a multilayer perceptron, one layer per width",
+    ),
     Word {
         structural: &["chain"],
         ..Word::new(
@@ -148,7 +160,11 @@ pub const LOSSES: Vocabulary = Vocabulary(&[
 /// Optimisers, `optim.method`.
 pub const OPTIMISERS: Vocabulary = Vocabulary(&[
     Word::new("sgd", &[], "SGD with momentum"),
-    Word::new("lars", &["trust", "clip"], "LARS with trust coefficient `trust`"),
+    Word::new(
+        "lars",
+        &["trust", "clip"],
+        "LARS with trust coefficient `trust`",
+    ),
 ]);
 
 /// Configuration sections and their keys.
@@ -197,7 +213,11 @@ pub const SECTIONS: Vocabulary = Vocabulary(&[
 
 /// Blocks nested in a section (`eval { knn { ... } }`) and their keys.
 pub const SECTION_BLOCKS: Vocabulary = Vocabulary(&[
-    Word::new("knn", &["k", "tau"], "weighted kNN on the backbone's features"),
+    Word::new(
+        "knn",
+        &["k", "tau"],
+        "weighted kNN on the backbone's features",
+    ),
     Word::new(
         "linear",
         &[

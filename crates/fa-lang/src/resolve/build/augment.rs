@@ -1,11 +1,11 @@
 //! Augmentation pipelines: a `pipeline` definition read into its ops, nested pipelines
 //! inlined, each op's parameters checked against the data it will see.
 
-use crate::resolve::params::{callee, quote_list, type_error, unknown_name, Params, Range};
-use crate::resolve::vocabulary::AUGMENTATIONS;
 use super::Builder;
 use crate::diag::{did_you_mean, Diagnostic};
 use crate::ir::*;
+use crate::resolve::params::{callee, quote_list, type_error, unknown_name, Params, Range};
+use crate::resolve::vocabulary::AUGMENTATIONS;
 use crate::syntax::ast::{Expr, ExprKind};
 
 impl Builder<'_> {
@@ -62,7 +62,8 @@ impl Builder<'_> {
         for item in items {
             match &item.kind {
                 ExprKind::Name(other)
-                    if !AUGMENTATIONS.contains(other) && self.program.pipelines.contains_key(other) =>
+                    if !AUGMENTATIONS.contains(other)
+                        && self.program.pipelines.contains_key(other) =>
                 {
                     match self.pipeline(other, item.span, stack, diags) {
                         Some(inner) => ops.extend(inner),
@@ -99,13 +100,7 @@ fn aug_op(expr: &Expr, data: &DataConfig, diags: &mut Vec<Diagnostic>) -> Option
     )?;
     let op = match name {
         "crop" => {
-            let mut p = Params::of_call(
-                "`crop`",
-                span,
-                args,
-                AUGMENTATIONS.params("crop"),
-                diags,
-            );
+            let mut p = Params::of_call("`crop`", span, args, AUGMENTATIONS.params("crop"), diags);
             let size = p.usize("size", data.image_size, 1, diags);
             let scale = p.pair(
                 "scale",
@@ -165,7 +160,13 @@ fn aug_op(expr: &Expr, data: &DataConfig, diags: &mut Vec<Diagnostic>) -> Option
             }
         }
         "grayscale" | "greyscale" => {
-            let mut p = Params::of_call("`grayscale`", span, args, AUGMENTATIONS.params("grayscale"), diags);
+            let mut p = Params::of_call(
+                "`grayscale`",
+                span,
+                args,
+                AUGMENTATIONS.params("grayscale"),
+                diags,
+            );
             let probability = p.f64("p", 0.2, Range::PROBABILITY, diags);
             p.finish(diags);
             AugOp::Grayscale { p: probability }
@@ -181,7 +182,13 @@ fn aug_op(expr: &Expr, data: &DataConfig, diags: &mut Vec<Diagnostic>) -> Option
             }
         }
         "solarize" => {
-            let mut p = Params::of_call("`solarize`", span, args, AUGMENTATIONS.params("solarize"), diags);
+            let mut p = Params::of_call(
+                "`solarize`",
+                span,
+                args,
+                AUGMENTATIONS.params("solarize"),
+                diags,
+            );
             let probability = p.f64("p", 0.2, Range::PROBABILITY, diags);
             let threshold = p.f64("threshold", 0.5, Range::PROBABILITY, diags);
             p.finish(diags);
@@ -191,7 +198,13 @@ fn aug_op(expr: &Expr, data: &DataConfig, diags: &mut Vec<Diagnostic>) -> Option
             }
         }
         "normalize" => {
-            let mut p = Params::of_call("`normalize`", span, args, AUGMENTATIONS.params("normalize"), diags);
+            let mut p = Params::of_call(
+                "`normalize`",
+                span,
+                args,
+                AUGMENTATIONS.params("normalize"),
+                diags,
+            );
             let (default_mean, default_std) = if data.channels == 1 {
                 (vec![0.5], vec![0.5])
             } else {
@@ -258,7 +271,9 @@ fn channel_values(
     for item in items {
         let value = crate::resolve::params::number(item, diags)?;
         if !range.contains(value) {
-            diags.push(crate::resolve::params::range_error(item, name, value, range, None));
+            diags.push(crate::resolve::params::range_error(
+                item, name, value, range, None,
+            ));
             return None;
         }
         out.push(value);

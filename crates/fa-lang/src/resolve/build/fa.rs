@@ -1,10 +1,10 @@
 //! Feature-augmentation methods: `fa none`, `fa nn(...)`, `fa mask(...)`, `fa mixup(...)`
 //! with their banks and noises.
 
-use crate::resolve::params::{callee, quote_list, unknown_name, Params, Range};
-use crate::resolve::vocabulary::{FA_METHODS, MIXUP_NOISES};
 use crate::diag::Diagnostic;
 use crate::ir::*;
+use crate::resolve::params::{callee, quote_list, unknown_name, Params, Range};
+use crate::resolve::vocabulary::{FA_METHODS, MIXUP_NOISES};
 use crate::syntax::ast::Expr;
 
 /// A feature-augmentation method: `None` on error, `Some(None)` for `fa none`.
@@ -20,13 +20,7 @@ pub(super) fn fa_method(expr: &Expr, diags: &mut Vec<Diagnostic>) -> Option<Opti
             return Some(None);
         }
         "nn" => {
-            let mut p = Params::of_call(
-                "`nn`",
-                span,
-                args,
-                FA_METHODS.params("nn"),
-                diags,
-            );
+            let mut p = Params::of_call("`nn`", span, args, FA_METHODS.params("nn"), diags);
             let bank = bank(&mut p, diags);
             let k = p.usize("k", 1, 1, diags);
             p.finish(diags);
@@ -38,7 +32,7 @@ pub(super) fn fa_method(expr: &Expr, diags: &mut Vec<Diagnostic>) -> Option<Opti
         "mask" => {
             let mut p = Params::of_call("`mask`", span, args, FA_METHODS.params("mask"), diags);
             let rate = match p.positional_or("rate") {
-                None => 0.2,
+                None => MASK_RATE,
                 Some(e) => match crate::resolve::params::number(e, diags) {
                     Some(v) if (0.0..1.0).contains(&v) => v,
                     Some(v) => {
@@ -55,9 +49,9 @@ pub(super) fn fa_method(expr: &Expr, diags: &mut Vec<Diagnostic>) -> Option<Opti
                             range,
                             Some("the rate is the fraction of components set to zero"),
                         ));
-                        0.2
+                        MASK_RATE
                     }
-                    None => 0.2,
+                    None => MASK_RATE,
                 },
             };
             let k = p.usize("k", 1, 1, diags);
@@ -71,7 +65,7 @@ pub(super) fn fa_method(expr: &Expr, diags: &mut Vec<Diagnostic>) -> Option<Opti
             let mut p = Params::of_call("`mixup`", span, args, FA_METHODS.params("mixup"), diags);
             let alpha = p.f64(
                 "alpha",
-                0.85,
+                MIXUP_ALPHA,
                 Range {
                     min: 0.0,
                     min_inclusive: false,
@@ -116,17 +110,18 @@ pub(super) fn fa_method(expr: &Expr, diags: &mut Vec<Diagnostic>) -> Option<Opti
 }
 
 fn bank(p: &mut Params<'_>, diags: &mut Vec<Diagnostic>) -> BankConfig {
-    let size = p.usize("bank", 65_536, 1, diags);
+    let defaults = BankConfig::default();
+    let size = p.usize("bank", defaults.size, 1, diags);
     let grad = p.choice(
         "grad",
-        NnGrad::None,
+        defaults.grad,
         &[
             ("none", NnGrad::None),
             ("straight", NnGrad::StraightThrough),
         ],
         diags,
     );
-    let exclude_self = p.bool("exclude_self", false, diags);
+    let exclude_self = p.bool("exclude_self", defaults.exclude_self, diags);
     BankConfig {
         size,
         grad,
@@ -138,24 +133,31 @@ fn mixup_noise(expr: &Expr, diags: &mut Vec<Diagnostic>) -> Option<MixupNoise> {
     let (name, args, span) = callee(expr, "a noise (`nn(...)`, `batch`, `gaussian(...)`)", diags)?;
     match name {
         "nn" => {
-            let mut p = Params::of_call(
-                "`nn` noise",
-                span,
-                args,
-                MIXUP_NOISES.params("nn"),
-                diags,
-            );
+            let mut p = Params::of_call("`nn` noise", span, args, MIXUP_NOISES.params("nn"), diags);
             let bank = bank(&mut p, diags);
             p.finish(diags);
             Some(MixupNoise::Nn(bank))
         }
         "batch" => {
-            Params::of_call("`batch` noise", span, args, MIXUP_NOISES.params("batch"), diags).finish(diags);
+            Params::of_call(
+                "`batch` noise",
+                span,
+                args,
+                MIXUP_NOISES.params("batch"),
+                diags,
+            )
+            .finish(diags);
             Some(MixupNoise::Batch)
         }
         "gaussian" => {
-            let mut p = Params::of_call("`gaussian` noise", span, args, MIXUP_NOISES.params("gaussian"), diags);
-            let sigma = p.f64("sigma", 0.2, Range::POSITIVE, diags);
+            let mut p = Params::of_call(
+                "`gaussian` noise",
+                span,
+                args,
+                MIXUP_NOISES.params("gaussian"),
+                diags,
+            );
+            let sigma = p.f64("sigma", GAUSSIAN_SIGMA, Range::POSITIVE, diags);
             p.finish(diags);
             Some(MixupNoise::Gaussian { sigma })
         }

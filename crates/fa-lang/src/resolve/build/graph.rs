@@ -1,17 +1,21 @@
 //! The dataflow graph: values (bindings) built from their chains, views, modules applied,
 //! stop-gradient and FA nodes, identical applications shared.
 
-use crate::resolve::params::{type_error, Params};
-use crate::resolve::vocabulary::FA_METHODS;
 use super::fa::fa_method;
 use super::{BindingState, Builder};
 use crate::diag::{did_you_mean, Diagnostic};
 use crate::ir::*;
+use crate::resolve::params::{type_error, Params};
+use crate::resolve::vocabulary::FA_METHODS;
 use crate::syntax::ast::{Expr, ExprKind};
 
 impl Builder<'_> {
     /// A loss side: the name of a value.
-    pub(super) fn side(&mut self, expr: &Expr, diags: &mut Vec<Diagnostic>) -> Option<(NodeId, bool)> {
+    pub(super) fn side(
+        &mut self,
+        expr: &Expr,
+        diags: &mut Vec<Diagnostic>,
+    ) -> Option<(NodeId, bool)> {
         match &expr.kind {
             ExprKind::Name(name) if self.program.bindings.contains_key(name) => {
                 self.binding(name, expr.span, diags)
@@ -250,9 +254,7 @@ impl Builder<'_> {
                         );
                     }
                 },
-                ExprKind::Call { name: callee, .. }
-                    if FA_METHODS.contains(&callee.text) =>
-                {
+                ExprKind::Call { name: callee, .. } if FA_METHODS.contains(&callee.text) => {
                     diags.push(
                         Diagnostic::error(
                             "fa::resolve::missing_fa",

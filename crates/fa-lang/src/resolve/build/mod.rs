@@ -240,8 +240,8 @@ fn loss_kind(expr: &Expr, diags: &mut Vec<Diagnostic>) -> Option<LossKind> {
                 .positional_or("tau")
                 .map(|e| (e, super::params::number(e, diags)));
             let tau = match tau {
-                None => 0.2,
-                Some((_, None)) => 0.2,
+                None => INFONCE_TAU,
+                Some((_, None)) => INFONCE_TAU,
                 Some((e, Some(v))) if !Range::POSITIVE.contains(v) => {
                     diags.push(super::params::range_error(
                         e,
@@ -250,7 +250,7 @@ fn loss_kind(expr: &Expr, diags: &mut Vec<Diagnostic>) -> Option<LossKind> {
                         Range::POSITIVE,
                         Some("the temperature divides the similarities"),
                     ));
-                    0.2
+                    INFONCE_TAU
                 }
                 Some((_, Some(v))) => v,
             };
@@ -274,4 +274,3 @@ fn loss_kind(expr: &Expr, diags: &mut Vec<Diagnostic>) -> Option<LossKind> {
         }
     }
 }
-

@@ -1,10 +1,10 @@
 //! Modules: a module definition read into its kind (ResNet, convnet, MLP, EMA copy) and role.
 
-use crate::resolve::params::{check_usize, quote_list, type_error, unknown_name, Params, Range};
-use crate::resolve::vocabulary::MODULE_KINDS;
 use super::Builder;
 use crate::diag::{did_you_mean, Diagnostic};
 use crate::ir::*;
+use crate::resolve::params::{check_usize, quote_list, type_error, unknown_name, Params, Range};
+use crate::resolve::vocabulary::MODULE_KINDS;
 use crate::syntax::ast::{Expr, ExprKind, Role};
 
 impl Builder<'_> {
@@ -58,14 +58,25 @@ impl Builder<'_> {
                 ModuleKind::ResNet { depth, stem }
             }
             "convnet" => {
-                let mut p = Params::of_call("`convnet`", callee_span, args, MODULE_KINDS.params("convnet"), diags);
+                let mut p = Params::of_call(
+                    "`convnet`",
+                    callee_span,
+                    args,
+                    MODULE_KINDS.params("convnet"),
+                    diags,
+                );
                 let widths = widths(&mut p, "convnet", value.span, diags)?;
                 p.finish(diags);
                 ModuleKind::ConvNet { widths }
             }
             "mlp" => {
-                let mut p =
-                    Params::of_call("`mlp`", callee_span, args, MODULE_KINDS.params("mlp"), diags);
+                let mut p = Params::of_call(
+                    "`mlp`",
+                    callee_span,
+                    args,
+                    MODULE_KINDS.params("mlp"),
+                    diags,
+                );
                 let widths = widths(&mut p, "mlp", value.span, diags);
                 let norm = p.choice(
                     "norm",
@@ -92,8 +103,14 @@ impl Builder<'_> {
                     diags,
                 );
                 let chain_expr = p.positional_or("chain");
-                let base_momentum = p.f64("momentum", 0.99, Range::closed(0.0, 1.0), diags);
-                let final_momentum = p.f64("final", 1.0, Range::closed(base_momentum, 1.0), diags);
+                let (default_base, default_final) = EMA_MOMENTUM;
+                let base_momentum = p.f64("momentum", default_base, Range::closed(0.0, 1.0), diags);
+                let final_momentum = p.f64(
+                    "final",
+                    default_final,
+                    Range::closed(base_momentum, 1.0),
+                    diags,
+                );
                 p.finish(diags);
                 let Some(chain_expr) = chain_expr else {
                     diags.push(
