@@ -73,15 +73,20 @@ impl Loader {
                         self.load_use(&name, path.as_deref(), target, *path_span);
                         continue;
                     }
-                    if used_at.is_some() {
-                        if let ItemKind::Model(ident) = &item.kind {
-                            self.diags.push(
-                                Diagnostic::error("fa::resolve::model_in_use", ident.span, "a used file cannot declare a model", "model declared here")
-                                    .with_related(used_at.expect("checked"), "used here")
-                                    .with_help("remove the `model` line: a used file is a library of definitions"),
-                            );
-                            continue;
-                        }
+                    if let (Some(used_at), ItemKind::Model(ident)) = (used_at, &item.kind) {
+                        self.diags.push(
+                            Diagnostic::error(
+                                "fa::resolve::model_in_use",
+                                ident.span,
+                                "a used file cannot declare a model",
+                                "model declared here",
+                            )
+                            .with_related(used_at, "used here")
+                            .with_help(
+                                "remove the `model` line: a used file is a library of definitions",
+                            ),
+                        );
+                        continue;
                     }
                     self.items.push(item);
                 }
