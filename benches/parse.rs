@@ -38,7 +38,7 @@ fn main() {
     for _ in 0..rounds {
         cells = 0;
         for file in &relative {
-            match fa_lang::resolve::compile_file(file, &[]) {
+            match fa_lang::driver::compile_file(file, &[]) {
                 Ok(compiled) => cells += compiled.cells.len(),
                 Err(report) => eprintln!("{}: {} errors", file.display(), report.error_count()),
             }

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use fa_lang::resolve::{compile_file, Override};
+use fa_lang::driver::compile_file;
+use fa_lang::resolve::Override;
 use fa_torch::lower::parse_device;
 use fa_torch::train::metrics::{read_metrics, Record};
 use fa_torch::train::run::{train, LogFormat, TrainOptions};

@@ -13,7 +13,7 @@ fn main() -> ExitCode {
         eprintln!("usage: check FILE.fa [--dot]");
         return ExitCode::from(2);
     };
-    match fa_lang::resolve::compile_file(&path, &[]) {
+    match fa_lang::driver::compile_file(&path, &[]) {
         Ok(compiled) => {
             eprint!("{}", fa_lang::diag::render(&compiled.report, 100, false));
             for (cell, valid) in &compiled.cells {

@@ -6,8 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
-use fa_lang::driver::{compile_reporting, Outcome};
-use fa_lang::resolve::{Compiled, Override};
+use fa_lang::driver::{compile_reporting, Compiled, Outcome};
+use fa_lang::resolve::Override;
 use fa_lang::valid::ValidModel;
 
 /// A usage or I/O problem of a front-end command.

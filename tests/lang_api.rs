@@ -1,8 +1,9 @@
 //! The library API the CLI uses: overrides, sweeps, cell names, `fa none` as the identity,
 //! I/O errors, and the values validation records for lowering.
 
+use fa_lang::driver::{compile_file, compile_source};
 use fa_lang::ir::{Combine, FaMethod, LrScaling, NodeKind};
-use fa_lang::resolve::{compile_file, compile_source, Override};
+use fa_lang::resolve::Override;
 use std::path::Path;
 
 fn set(text: &str) -> Override {

@@ -27,7 +27,7 @@ fn comment_texts(text: &str) -> Vec<String> {
 }
 
 fn graph_texts(name: &str, text: &str) -> Vec<String> {
-    let compiled = fa_lang::resolve::compile_source(name, text, &[])
+    let compiled = fa_lang::driver::compile_source(name, text, &[])
         .unwrap_or_else(|r| panic!("{}", fa_lang::diag::render(&r, 100, false)));
     compiled
         .cells

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 /// Compiles `bytes` as a file next to the models (so `use` paths resolve) and formats it.
 fn run(bytes: &[u8]) -> bool {
     let text = String::from_utf8_lossy(bytes);
-    let compiled = fa_lang::resolve::compile_source("models/fuzz_input.fa", &text, &[]);
+    let compiled = fa_lang::driver::compile_source("models/fuzz_input.fa", &text, &[]);
     let _ = fa_lang::fmt::format_source(&text);
     match compiled {
         Ok(compiled) => {
@@ -70,7 +70,7 @@ proptest! {
 
 #[test]
 fn empty_file_reports_missing_loss() {
-    let report = fa_lang::resolve::compile_source("empty.fa", "", &[]).expect_err("no loss");
+    let report = fa_lang::driver::compile_source("empty.fa", "", &[]).expect_err("no loss");
     assert!(
         report.codes().contains(&"fa::resolve::no_loss"),
         "{:?}",
@@ -80,13 +80,13 @@ fn empty_file_reports_missing_loss() {
 
 #[test]
 fn nul_bytes_and_invalid_utf8_give_diagnostics() {
-    let report = fa_lang::resolve::compile_source("nul.fa", "model m\0\0\n", &[])
+    let report = fa_lang::driver::compile_source("nul.fa", "model m\0\0\n", &[])
         .expect_err("NUL is not a token");
     assert_eq!(report.codes(), vec!["fa::syntax::parse"]);
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("latin1.fa");
     std::fs::write(&path, b"model caf\xe9\n").expect("writable");
-    let report = fa_lang::resolve::compile_file(&path, &[]).expect_err("not UTF-8");
+    let report = fa_lang::driver::compile_file(&path, &[]).expect_err("not UTF-8");
     assert_eq!(report.codes(), vec!["fa::syntax::invalid_utf8"]);
 }
 
@@ -99,13 +99,13 @@ fn deep_nesting_is_an_error_not_a_stack_overflow() {
             _ => "}",
         };
         let text = format!("x = f{}{}\n", open.repeat(100_000), close.repeat(100_000));
-        let report = fa_lang::resolve::compile_source("deep.fa", &text, &[]).expect_err("too deep");
+        let report = fa_lang::driver::compile_source("deep.fa", &text, &[]).expect_err("too deep");
         assert_eq!(report.codes(), vec!["fa::syntax::too_deep"]);
     }
     // Exactly at the limit is still parsed (and then rejected for other reasons).
     let limit = fa_lang::syntax::MAX_NESTING;
     let text = format!("sweep s = {}{}\n", "[".repeat(limit), "]".repeat(limit));
-    let report = fa_lang::resolve::compile_source("limit.fa", &text, &[]).expect_err("no loss");
+    let report = fa_lang::driver::compile_source("limit.fa", &text, &[]).expect_err("no loss");
     assert!(!report.codes().contains(&"fa::syntax::too_deep"));
 }
 
@@ -114,19 +114,18 @@ fn ten_megabyte_inputs_finish() {
     // Valid statements repeated: many duplicate definitions, all reported.
     let unit = "pipeline p = [crop, flip, jitter(p: 0.8)] // a comment\n";
     let text = unit.repeat(10 * 1024 * 1024 / unit.len());
-    let report = fa_lang::resolve::compile_source("big.fa", &text, &[]).expect_err("duplicates");
+    let report = fa_lang::driver::compile_source("big.fa", &text, &[]).expect_err("duplicates");
     assert!(report.error_count() > 1000);
     // Garbage: one syntax error.
     let garbage = "#".repeat(10 * 1024 * 1024);
-    let report =
-        fa_lang::resolve::compile_source("garbage.fa", &garbage, &[]).expect_err("garbage");
+    let report = fa_lang::driver::compile_source("garbage.fa", &garbage, &[]).expect_err("garbage");
     assert_eq!(report.codes(), vec!["fa::syntax::parse"]);
     // A very long chain.
     let chain = format!(
         "model m\npipeline p = [crop]\nencoder f = convnet(8)\nx = view(p){}\n",
         " -> stopgrad".repeat(500_000)
     );
-    let _ = fa_lang::resolve::compile_source("chain.fa", &chain, &[]);
+    let _ = fa_lang::driver::compile_source("chain.fa", &chain, &[]);
 }
 
 #[test]
@@ -135,6 +134,6 @@ fn huge_dataflow_is_refused_quickly() {
         "model m\ndata {{ path: \"x\" }}\npipeline p = [crop]\nencoder f = convnet(8)\nx = view(p) -> f{}\ny = view(p) -> f\nloss infonce {{ x ~ y }}\n",
         " -> fa mask(rate: 0.1)".repeat(200_000)
     );
-    let report = fa_lang::resolve::compile_source("huge.fa", &text, &[]).expect_err("too large");
+    let report = fa_lang::driver::compile_source("huge.fa", &text, &[]).expect_err("too large");
     assert_eq!(report.codes(), vec!["fa::valid::too_large"]);
 }

@@ -21,7 +21,7 @@ fn check(path: &Path) -> (String, Vec<String>) {
                 .expect("override in a test header is well formed")
         })
         .collect();
-    let report = match fa_lang::resolve::compile_file(relative, &overrides) {
+    let report = match fa_lang::driver::compile_file(relative, &overrides) {
         Ok(compiled) => compiled.report,
         Err(report) => report,
     };

@@ -7,7 +7,7 @@ fn check(path: &Path) -> String {
     let relative = path
         .strip_prefix(env!("CARGO_MANIFEST_DIR"))
         .unwrap_or(path);
-    let compiled = match fa_lang::resolve::compile_file(relative, &[]) {
+    let compiled = match fa_lang::driver::compile_file(relative, &[]) {
         Ok(compiled) => compiled,
         Err(report) => panic!(
             "{} does not compile:\n{}",

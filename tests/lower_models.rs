@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use fa_lang::resolve::{compile_file, Override};
+use fa_lang::driver::compile_file;
+use fa_lang::resolve::Override;
 
 fn cells(path: &Path, overrides: &[&str]) -> Vec<(String, fa_lang::valid::ValidModel)> {
     let overrides: Vec<Override> = overrides.iter().map(|o| o.parse().unwrap()).collect();

@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use fa_lang::resolve::{compile_file, Override};
+use fa_lang::driver::compile_file;
+use fa_lang::resolve::Override;
 use fa_torch::train::run::{export_backbone, load_network, train, LogFormat, TrainOptions};
 use tch::{Device, Kind, Tensor};
 

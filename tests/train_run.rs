@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use fa_lang::resolve::{compile_file, Override};
+use fa_lang::driver::compile_file;
+use fa_lang::resolve::Override;
 use fa_lang::valid::ValidModel;
 use fa_torch::train::checkpoint;
 use fa_torch::train::run::{train, LogFormat, Summary, TrainError, TrainOptions};

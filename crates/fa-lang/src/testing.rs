@@ -7,10 +7,10 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::ir::{
-    BankConfig, Combine, DataConfig, DatasetFormat, Edge, EdgeRole, EvalConfig, FaMethod,
-    FeatureAug, LearningRate, LossKind, LossTerm, LrScaling, MixupNoise, Model, ModuleDef,
-    ModuleKind, ModuleRole, NnGrad, Node, NodeId, NodeKind, Norm, OptimConfig, OptimKind,
-    Precision, Schedule, Span, Stem, TrainConfig,
+    BankConfig, Combine, DataConfig, Edge, EdgeRole, EvalConfig, FaMethod, FeatureAug,
+    LearningRate, LossKind, LossTerm, LrScaling, MixupNoise, Model, ModuleDef, ModuleKind,
+    ModuleRole, Node, NodeId, NodeKind, Norm, OptimConfig, Span, Stem, TrainConfig, EMA_MOMENTUM,
+    GAUSSIAN_SIGMA, INFONCE_TAU, MASK_RATE, MIXUP_ALPHA,
 };
 use crate::valid::{validate, ValidModel};
 
@@ -28,43 +28,34 @@ impl ModelBuilder {
             name: name.into(),
             span: Span::default(),
             data: DataConfig {
-                format: DatasetFormat::ImageFolder,
                 path: "cifar10".into(),
-                train_split: "train".into(),
-                test_split: "test".into(),
                 image_size: size,
                 channels,
                 batch_size: 8,
-                limit: None,
-                span: Span::default(),
+                ..DataConfig::default()
             },
             pipelines: BTreeMap::new(),
             modules: BTreeMap::new(),
             graph: Default::default(),
             combine: Combine::Mean,
             optim: OptimConfig {
-                kind: OptimKind::Sgd,
                 lr: LearningRate {
                     value: 0.05,
                     scaling: LrScaling::Absolute,
                 },
-                momentum: 0.9,
                 weight_decay: 0.0,
-                warmup_epochs: 0.0,
-                schedule: Schedule::Cosine,
-                accumulate: 1,
-                clip_grad_norm: None,
-                span: Span::default(),
+                ..OptimConfig::default()
             },
             train: TrainConfig {
                 epochs: 1,
-                seed: 0,
-                precision: Precision::F32,
                 checkpoint_every: 1,
-                knn_every: 0,
-                span: Span::default(),
+                ..TrainConfig::default()
             },
-            eval: EvalConfig::default(),
+            // Test models train without evaluating.
+            eval: EvalConfig {
+                knn: None,
+                linear: None,
+            },
         };
         ModelBuilder {
             model,
@@ -254,40 +245,42 @@ impl Widths {
 pub fn nn(size: usize) -> FaMethod {
     FaMethod::Nn(BankConfig {
         size,
-        grad: NnGrad::None,
         exclude_self: true,
+        ..BankConfig::default()
     })
 }
 
-/// One of each FA method of Table I, with the paper's settings and a bank of `bank` entries.
+/// One of each FA method of Table I, with the paper's settings (the language's defaults) and a bank of `bank` entries.
 pub fn every_fa_method(bank: usize) -> Vec<(&'static str, FaMethod)> {
     let bank_config = BankConfig {
         size: bank,
-        grad: NnGrad::None,
         exclude_self: true,
+        ..BankConfig::default()
     };
     vec![
-        ("mask", FaMethod::Mask { rate: 0.2 }),
+        ("mask", FaMethod::Mask { rate: MASK_RATE }),
         ("nn", FaMethod::Nn(bank_config.clone())),
         (
             "nn-noise",
             FaMethod::Mixup {
-                alpha: 0.85,
+                alpha: MIXUP_ALPHA,
                 noise: MixupNoise::Nn(bank_config),
             },
         ),
         (
             "batch-noise",
             FaMethod::Mixup {
-                alpha: 0.85,
+                alpha: MIXUP_ALPHA,
                 noise: MixupNoise::Batch,
             },
         ),
         (
             "gaussian-noise",
             FaMethod::Mixup {
-                alpha: 0.85,
-                noise: MixupNoise::Gaussian { sigma: 0.2 },
+                alpha: MIXUP_ALPHA,
+                noise: MixupNoise::Gaussian {
+                    sigma: GAUSSIAN_SIGMA,
+                },
             },
         ),
     ]
@@ -315,7 +308,7 @@ pub fn architecture(
     if arch != Architecture::Byol {
         builder = builder.apply("h_plus", "f", "positive_view");
     }
-    let infonce = LossKind::InfoNce { tau: 0.2 };
+    let infonce = LossKind::InfoNce { tau: INFONCE_TAU };
     if arch != Architecture::Basic {
         builder = builder.module("q", ModuleRole::Predictor, mlp(&widths.predictor, false));
     }
@@ -371,8 +364,8 @@ fn byol_branches(mut builder: ModelBuilder, fa: Option<(FaMethod, usize)>) -> Mo
             ModuleRole::Target,
             ModuleKind::Ema {
                 chain: vec!["f".into(), "g".into()],
-                base_momentum: 0.99,
-                final_momentum: 1.0,
+                base_momentum: EMA_MOMENTUM.0,
+                final_momentum: EMA_MOMENTUM.1,
             },
         )
         .combine(Combine::Free)

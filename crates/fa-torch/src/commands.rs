@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use tch::Device;
 
 use crate::train::run::{self as runner, LogFormat, Summary, TrainOptions};
-use fa_lang::driver::{compile_reporting, Outcome};
-use fa_lang::resolve::{Cell, Compiled, Override};
+use fa_lang::driver::{compile_reporting, Compiled, Outcome};
+use fa_lang::resolve::{Cell, Override};
 use fa_lang::valid::ValidModel;
 
 /// Progress output of `fa train`.

@@ -5,8 +5,11 @@
 //! type or lifetime appears here. Everything is `serde`-serialisable so a resolved model can
 //! be stored beside a checkpoint and printed as JSON.
 
+mod defaults;
+
 use std::collections::BTreeMap;
 
+pub use defaults::*;
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use serde::{Deserialize, Serialize};
 
@@ -402,7 +405,7 @@ pub enum Precision {
     F16,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EvalConfig {
     pub knn: Option<KnnConfig>,
     pub linear: Option<LinearConfig>,

@@ -3,88 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use super::params::{callee, check_usize, choice, type_error, unknown_name, Params, Range};
-use super::{ConfigSource, Program};
+use super::params::{
+    callee, check_usize, choice, quote_list, type_error, unknown_name, Params, Range,
+};
+use super::program::{ConfigSource, Program};
+use super::vocabulary::{OPTIMISERS, SECTIONS, SECTION_BLOCKS};
 use crate::diag::{did_you_mean, Diagnostic};
 use crate::ir::*;
 use crate::syntax::ast::{Expr, ExprKind, Record};
-
-pub const SECTIONS: &[&str] = &["data", "optim", "train", "eval"];
-
-const DATA_KEYS: &[&str] = &[
-    "format",
-    "path",
-    "train_split",
-    "test_split",
-    "image_size",
-    "channels",
-    "batch",
-    "limit",
-];
-const OPTIM_KEYS: &[&str] = &[
-    "method",
-    "lr",
-    "momentum",
-    "weight_decay",
-    "warmup",
-    "schedule",
-    "accumulate",
-    "clip",
-];
-const TRAIN_KEYS: &[&str] = &[
-    "epochs",
-    "seed",
-    "precision",
-    "checkpoint_every",
-    "knn_every",
-];
-const EVAL_KEYS: &[&str] = &["knn", "linear"];
-const KNN_KEYS: &[&str] = &["k", "tau"];
-const LINEAR_KEYS: &[&str] = &[
-    "epochs",
-    "lr",
-    "batch",
-    "momentum",
-    "weight_decay",
-    "milestones",
-    "mode",
-];
-
-/// Every dotted key `--set` accepts for the configuration sections.
-pub const KNOWN_KEYS: &[&str] = &[
-    "data.format",
-    "data.path",
-    "data.train_split",
-    "data.test_split",
-    "data.image_size",
-    "data.channels",
-    "data.batch",
-    "data.limit",
-    "optim.method",
-    "optim.lr",
-    "optim.momentum",
-    "optim.weight_decay",
-    "optim.warmup",
-    "optim.schedule",
-    "optim.accumulate",
-    "optim.clip",
-    "train.epochs",
-    "train.seed",
-    "train.precision",
-    "train.checkpoint_every",
-    "train.knn_every",
-    "eval.knn",
-    "eval.knn.k",
-    "eval.knn.tau",
-    "eval.linear",
-    "eval.linear.epochs",
-    "eval.linear.lr",
-    "eval.linear.batch",
-    "eval.linear.momentum",
-    "eval.linear.weight_decay",
-    "eval.linear.milestones",
-    "eval.linear.mode",
-];
 
 /// The merged sections: each a record, later entries overriding earlier ones key by key.
 pub fn merge(program: &Program, diags: &mut Vec<Diagnostic>) -> BTreeMap<String, Record> {
@@ -119,7 +45,7 @@ pub fn merge(program: &Program, diags: &mut Vec<Diagnostic>) -> BTreeMap<String,
                         diags.push(type_error(&entry.value, "a section block `{ ... }`"));
                         continue;
                     };
-                    if !SECTIONS.contains(&entry.key.text.as_str()) {
+                    if !SECTIONS.contains(&entry.key.text) {
                         let diagnostic = Diagnostic::error(
                             "fa::resolve::unknown_param",
                             entry.key.span,
@@ -129,9 +55,9 @@ pub fn merge(program: &Program, diags: &mut Vec<Diagnostic>) -> BTreeMap<String,
                             ),
                             "unknown section",
                         );
-                        let help = did_you_mean(&entry.key.text, SECTIONS.iter().copied())
-                            .unwrap_or_else(|| {
-                                "sections are `data`, `optim`, `train`, `eval`".into()
+                        let help =
+                            did_you_mean(&entry.key.text, SECTIONS.names()).unwrap_or_else(|| {
+                                format!("sections are {}", quote_list(&SECTIONS.names()))
                             });
                         diags.push(diagnostic.with_help(help));
                         continue;
@@ -173,9 +99,9 @@ fn params<'a>(
     what: &str,
     record: Option<&'a Record>,
     fallback: Span,
-    allowed: &'static [&'static str],
     diags: &mut Vec<Diagnostic>,
 ) -> Params<'a> {
+    let allowed = SECTIONS.params(what);
     match record {
         Some(record) => Params::of_record(format!("the `{what}` block"), record, allowed, diags),
         None => Params::empty(format!("the `{what}` block"), fallback, allowed),
@@ -183,10 +109,11 @@ fn params<'a>(
 }
 
 pub fn data(record: Option<&Record>, fallback: Span, diags: &mut Vec<Diagnostic>) -> DataConfig {
-    let mut p = params("data", record, fallback, DATA_KEYS, diags);
+    let defaults = DataConfig::default();
+    let mut p = params("data", record, fallback, diags);
     let format = p.choice(
         "format",
-        DatasetFormat::ImageFolder,
+        defaults.format,
         &[
             ("idx", DatasetFormat::Idx),
             ("cifar_binary", DatasetFormat::CifarBinary),
@@ -222,14 +149,10 @@ pub fn data(record: Option<&Record>, fallback: Span, diags: &mut Vec<Diagnostic>
             );
         }
     }
-    let (default_size, default_channels, default_test) = match format {
-        DatasetFormat::Idx => (28, 1, "t10k"),
-        DatasetFormat::CifarBinary => (32, 3, "test"),
-        DatasetFormat::ImageFolder => (224, 3, "test"),
-    };
+    let (default_size, default_channels, default_test) = format.defaults();
     let train_split = p
         .string("train_split", diags)
-        .unwrap_or_else(|| "train".into());
+        .unwrap_or(defaults.train_split);
     let test_split = p
         .string("test_split", diags)
         .unwrap_or_else(|| default_test.into());
@@ -251,8 +174,8 @@ pub fn data(record: Option<&Record>, fallback: Span, diags: &mut Vec<Diagnostic>
         },
         None => default_channels,
     };
-    let batch_size = p.usize("batch", 256, 1, diags);
-    let limit = p.opt_usize("limit", None, 1, diags);
+    let batch_size = p.usize("batch", defaults.batch_size, 1, diags);
+    let limit = p.opt_usize("limit", defaults.limit, 1, diags);
     let span = p.span;
     p.finish(diags);
     DataConfig {
@@ -269,21 +192,19 @@ pub fn data(record: Option<&Record>, fallback: Span, diags: &mut Vec<Diagnostic>
 }
 
 pub fn optim(record: Option<&Record>, fallback: Span, diags: &mut Vec<Diagnostic>) -> OptimConfig {
-    let mut p = params("optim", record, fallback, OPTIM_KEYS, diags);
+    let defaults = OptimConfig::default();
+    let mut p = params("optim", record, fallback, diags);
     let kind = match p.get("method") {
-        None => OptimKind::Sgd,
+        None => defaults.kind,
         Some(expr) => optim_kind(expr, diags),
     };
     let lr = match p.get("lr") {
-        None => LearningRate {
-            value: 0.3,
-            scaling: LrScaling::Per256,
-        },
+        None => defaults.lr,
         Some(expr) => learning_rate(expr, diags),
     };
     let momentum = p.f64(
         "momentum",
-        0.9,
+        defaults.momentum,
         Range {
             min: 0.0,
             min_inclusive: true,
@@ -292,20 +213,25 @@ pub fn optim(record: Option<&Record>, fallback: Span, diags: &mut Vec<Diagnostic
         },
         diags,
     );
-    let weight_decay = p.f64("weight_decay", 1e-6, Range::NON_NEGATIVE, diags);
-    let warmup_epochs = p.f64("warmup", 0.0, Range::NON_NEGATIVE, diags);
+    let weight_decay = p.f64(
+        "weight_decay",
+        defaults.weight_decay,
+        Range::NON_NEGATIVE,
+        diags,
+    );
+    let warmup_epochs = p.f64("warmup", defaults.warmup_epochs, Range::NON_NEGATIVE, diags);
     let schedule = p.choice(
         "schedule",
-        Schedule::Cosine,
+        defaults.schedule,
         &[
             ("cosine", Schedule::Cosine),
             ("constant", Schedule::Constant),
         ],
         diags,
     );
-    let accumulate = p.usize("accumulate", 1, 1, diags);
+    let accumulate = p.usize("accumulate", defaults.accumulate, 1, diags);
     let clip_grad_norm = match p.get("clip") {
-        None => None,
+        None => defaults.clip_grad_norm,
         Some(expr) if matches!(&expr.kind, ExprKind::Name(n) if n == "none") => None,
         Some(expr) => match &expr.kind {
             ExprKind::Number { value, .. } if *value > 0.0 && value.is_finite() => Some(*value),
@@ -346,12 +272,12 @@ fn optim_kind(expr: &Expr, diags: &mut Vec<Diagnostic>) -> OptimKind {
     };
     match name {
         "sgd" => {
-            Params::of_call("`sgd`", span, args, &[], diags).finish(diags);
+            Params::of_call("`sgd`", span, args, OPTIMISERS.params("sgd"), diags).finish(diags);
             OptimKind::Sgd
         }
         "lars" => {
-            let mut p = Params::of_call("`lars`", span, args, &["trust", "clip"], diags);
-            let trust = p.f64("trust", 0.001, Range::POSITIVE, diags);
+            let mut p = Params::of_call("`lars`", span, args, OPTIMISERS.params("lars"), diags);
+            let trust = p.f64("trust", LARS_TRUST, Range::POSITIVE, diags);
             let clip = p.bool("clip", false, diags);
             p.finish(diags);
             OptimKind::Lars { trust, clip }
@@ -362,7 +288,7 @@ fn optim_kind(expr: &Expr, diags: &mut Vec<Diagnostic>) -> OptimKind {
                 span,
                 (format!("unknown optimiser `{other}`"), "unknown optimiser"),
                 other,
-                &["sgd", "lars"],
+                &OPTIMISERS.names(),
                 || "use `sgd` or `lars(trust: 0.001)`".into(),
             ));
             OptimKind::Sgd
@@ -371,10 +297,7 @@ fn optim_kind(expr: &Expr, diags: &mut Vec<Diagnostic>) -> OptimKind {
 }
 
 fn learning_rate(expr: &Expr, diags: &mut Vec<Diagnostic>) -> LearningRate {
-    let fallback = LearningRate {
-        value: 0.3,
-        scaling: LrScaling::Per256,
-    };
+    let fallback = LearningRate::default();
     let (value_expr, scaling) = match &expr.kind {
         ExprKind::Number { .. } => (expr, LrScaling::Absolute),
         ExprKind::Per { value, per } => {
@@ -419,12 +342,13 @@ fn learning_rate(expr: &Expr, diags: &mut Vec<Diagnostic>) -> LearningRate {
 }
 
 pub fn train(record: Option<&Record>, fallback: Span, diags: &mut Vec<Diagnostic>) -> TrainConfig {
-    let mut p = params("train", record, fallback, TRAIN_KEYS, diags);
-    let epochs = p.usize("epochs", 100, 1, diags);
-    let seed = p.usize("seed", 0, 0, diags) as u64;
+    let defaults = TrainConfig::default();
+    let mut p = params("train", record, fallback, diags);
+    let epochs = p.usize("epochs", defaults.epochs, 1, diags);
+    let seed = p.usize("seed", defaults.seed as usize, 0, diags) as u64;
     let precision = p.choice(
         "precision",
-        Precision::F32,
+        defaults.precision,
         &[
             ("f32", Precision::F32),
             ("bf16", Precision::Bf16),
@@ -432,8 +356,8 @@ pub fn train(record: Option<&Record>, fallback: Span, diags: &mut Vec<Diagnostic
         ],
         diags,
     );
-    let checkpoint_every = p.usize("checkpoint_every", 10, 1, diags);
-    let knn_every = p.usize("knn_every", 0, 0, diags);
+    let checkpoint_every = p.usize("checkpoint_every", defaults.checkpoint_every, 1, diags);
+    let knn_every = p.usize("knn_every", defaults.knn_every, 0, diags);
     let span = p.span;
     p.finish(diags);
     TrainConfig {
@@ -452,21 +376,21 @@ pub fn eval(record: Option<&Record>, fallback: Span, diags: &mut Vec<Diagnostic>
     let Some(record) = record else {
         return EvalConfig {
             knn: Some(KnnConfig {
-                k: 200,
-                temperature: 0.1,
                 span: fallback,
+                ..KnnConfig::default()
             }),
-            linear: None,
+            ..EvalConfig::default()
         };
     };
-    let mut p = Params::of_record("the `eval` block", record, EVAL_KEYS, diags);
+    let mut p = Params::of_record("the `eval` block", record, SECTIONS.params("eval"), diags);
     let knn = p
         .get("knn")
         .and_then(|expr| sub_record(expr, diags))
         .map(|knn| {
-            let mut q = Params::of_record("`knn`", knn, KNN_KEYS, diags);
-            let k = q.usize("k", 200, 1, diags);
-            let temperature = q.f64("tau", 0.1, Range::POSITIVE, diags);
+            let mut q = Params::of_record("`knn`", knn, SECTION_BLOCKS.params("knn"), diags);
+            let defaults = KnnConfig::default();
+            let k = q.usize("k", defaults.k, 1, diags);
+            let temperature = q.f64("tau", defaults.temperature, Range::POSITIVE, diags);
             q.finish(diags);
             KnnConfig {
                 k,
@@ -478,13 +402,15 @@ pub fn eval(record: Option<&Record>, fallback: Span, diags: &mut Vec<Diagnostic>
         .get("linear")
         .and_then(|expr| sub_record(expr, diags))
         .map(|linear| {
-            let mut q = Params::of_record("`linear`", linear, LINEAR_KEYS, diags);
-            let epochs = q.usize("epochs", 60, 1, diags);
-            let lr = q.f64("lr", 1.0, Range::POSITIVE, diags);
-            let batch_size = q.usize("batch", 256, 1, diags);
+            let mut q =
+                Params::of_record("`linear`", linear, SECTION_BLOCKS.params("linear"), diags);
+            let defaults = LinearConfig::default();
+            let epochs = q.usize("epochs", defaults.epochs, 1, diags);
+            let lr = q.f64("lr", defaults.lr, Range::POSITIVE, diags);
+            let batch_size = q.usize("batch", defaults.batch_size, 1, diags);
             let momentum = q.f64(
                 "momentum",
-                0.9,
+                defaults.momentum,
                 Range {
                     min: 0.0,
                     min_inclusive: true,
@@ -493,9 +419,15 @@ pub fn eval(record: Option<&Record>, fallback: Span, diags: &mut Vec<Diagnostic>
                 },
                 diags,
             );
-            let weight_decay = q.f64("weight_decay", 0.0, Range::NON_NEGATIVE, diags);
+            let weight_decay = q.f64(
+                "weight_decay",
+                defaults.weight_decay,
+                Range::NON_NEGATIVE,
+                diags,
+            );
             let milestones = match q.get("milestones") {
-                None => vec![40, 50, 55]
+                None => defaults
+                    .milestones
                     .into_iter()
                     .filter(|m| *m < epochs)
                     .collect(),
@@ -503,7 +435,7 @@ pub fn eval(record: Option<&Record>, fallback: Span, diags: &mut Vec<Diagnostic>
             };
             let mode = q.choice(
                 "mode",
-                LinearMode::Augmented,
+                defaults.mode,
                 &[
                     ("augmented", LinearMode::Augmented),
                     ("features", LinearMode::Features),

@@ -20,7 +20,7 @@ use fa_lang::ir::{
     Combine, FaMethod, FeatureShape, LossKind, MixupNoise, ModuleKind, ModuleRole, NnGrad, NodeId,
     NodeKind,
 };
-use fa_lang::plan::{bank_of, module_inputs, path_component};
+use fa_lang::plan::{bank_of, bank_path, module_inputs, path_component};
 
 use fa_lang::valid::ValidModel;
 
@@ -185,7 +185,9 @@ impl Network {
                     size: bank.size,
                 });
             }
-            let path = root / "bank" / path_component(&model.graph[node].name);
+            let path = bank_path(&model.graph[node].name)
+                .iter()
+                .fold(root.clone(), |path, part| path / part);
             banks.insert(node, Bank::new(&path, bank.size, width));
         }
         for &node in valid.order() {
