@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use fa_lang::resolve::{compile_file, Override};
-use fa_torch::train::run::{export_backbone, load_network, train, LogFormat, TrainOptions};
+use fa_torch::export::export_backbone;
+use fa_torch::train::{load_network, train, LogFormat, TrainOptions};
 use tch::{Device, Kind, Tensor};
 
 fn venv_python() -> Option<PathBuf> {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use fa_lang::resolve::{compile_file, Override};
 use fa_lang::valid::ValidModel;
 use fa_torch::train::checkpoint;
-use fa_torch::train::run::{train, LogFormat, Summary, TrainError, TrainOptions};
+use fa_torch::train::{train, LogFormat, Summary, TrainError, TrainOptions};
 use tch::Device;
 
 fn fashion_root() -> Option<PathBuf> {
