@@ -2,7 +2,7 @@
 //! against the same model and augmentations in PyTorch, in the same run.
 //!
 //! `cargo bench --bench train [-- --device cpu|cuda --steps N --warmup N --batch N]`.
-//! `fa` is timed through `fa_torch::train::run::train`, the code path of `fa train`: the model is
+//! `fa` is timed through `fa_torch::train::train`, the code path of `fa train`: the model is
 //! compiled from the file, the network built, each step draws a batch, augments both views on
 //! the device, runs forward and backward and the project's SGD. Data loading and the final
 //! checkpoint are excluded: the figure comes from the per-step wall times the loop writes to
@@ -19,7 +19,7 @@ use fa_lang::driver::compile_file;
 use fa_lang::resolve::Override;
 use fa_torch::lower::parse_device;
 use fa_torch::train::metrics::{read_metrics, Record};
-use fa_torch::train::run::{train, LogFormat, TrainOptions};
+use fa_torch::train::{train, LogFormat, TrainOptions};
 use tch::Device;
 
 struct Settings {

@@ -6,7 +6,8 @@ use std::process::Command;
 
 use fa_lang::driver::compile_file;
 use fa_lang::resolve::Override;
-use fa_torch::train::run::{export_backbone, load_network, train, LogFormat, TrainOptions};
+use fa_torch::export::export_backbone;
+use fa_torch::train::{load_network, train, LogFormat, TrainOptions};
 use tch::{Device, Kind, Tensor};
 
 fn venv_python() -> Option<PathBuf> {

@@ -7,7 +7,7 @@ use fa_lang::driver::compile_file;
 use fa_lang::resolve::Override;
 use fa_lang::valid::ValidModel;
 use fa_torch::train::checkpoint;
-use fa_torch::train::run::{train, LogFormat, Summary, TrainError, TrainOptions};
+use fa_torch::train::{train, LogFormat, Summary, TrainError, TrainOptions};
 use tch::Device;
 
 fn fashion_root() -> Option<PathBuf> {

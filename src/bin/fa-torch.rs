@@ -4,10 +4,11 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use fa::cli::{Cli, Command, LogFormat};
+use fa::cli::{Cli, Command};
 use fa_lang::driver::Outcome;
 use fa_lang::resolve::Override;
-use fa_torch::commands::{self, EvalArgs, Log, SweepArgs, TrainArgs};
+use fa_torch::commands::{self, EvalArgs, SweepArgs, TrainArgs};
+use fa_torch::train::LogFormat;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -101,11 +102,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn log(format: LogFormat) -> Log {
+/// The flag's value as the trainer's progress format (`fa` parses the flag without linking
+/// the backend, so the two enums meet here).
+fn log(format: fa::cli::LogFormat) -> LogFormat {
     match format {
-        LogFormat::Auto => Log::Auto,
-        LogFormat::Plain => Log::Plain,
-        LogFormat::Json => Log::Json,
-        LogFormat::Quiet => Log::Quiet,
+        fa::cli::LogFormat::Auto => LogFormat::Auto,
+        fa::cli::LogFormat::Plain => LogFormat::Plain,
+        fa::cli::LogFormat::Json => LogFormat::Json,
+        fa::cli::LogFormat::Quiet => LogFormat::Quiet,
     }
 }

@@ -10,6 +10,7 @@
 pub mod commands;
 pub mod data;
 pub mod eval;
+pub mod export;
 pub mod lower;
 pub mod optim;
 pub mod plot;

@@ -1,14 +1,19 @@
 //! Evaluation of frozen features: weighted kNN and linear probes, reported as top-1/top-5 accuracy.
 //!
-//! Everything here works on feature tensors the caller computed with a frozen backbone, so
-//! the same code scores a trained encoder, the same encoder at random initialisation and
-//! raw pixels (the two baselines printed beside each result).
+//! `knn.rs` and `linear.rs` work on feature tensors the caller computed with a frozen
+//! backbone, so the same code scores a trained encoder, the same encoder at random
+//! initialisation and raw pixels (the two baselines printed beside each result);
+//! `protocols.rs` computes those features and runs both, at the end of training and for
+//! `fa eval` (`run.rs`).
 
 mod knn;
 mod linear;
+pub(crate) mod protocols;
+mod run;
 
 pub use knn::{knn, knn_votes};
 pub use linear::{linear_probe_features, linear_probe_with};
+pub use run::{evaluate_run, EvalOptions};
 
 use serde::{Deserialize, Serialize};
 

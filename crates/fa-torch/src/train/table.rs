@@ -168,7 +168,7 @@ pub fn layout(cells: &[CellResult], header: &str) -> Table {
 
 /// Builds the table from a sweep's cells and their run summaries.
 pub fn render(
-    results: &[(fa_lang::resolve::Cell, Vec<crate::train::run::Summary>)],
+    results: &[(fa_lang::resolve::Cell, Vec<crate::train::Summary>)],
     header: &str,
 ) -> Table {
     let cells: Vec<CellResult> = results

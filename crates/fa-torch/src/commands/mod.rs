@@ -1,0 +1,304 @@
+//! The commands of the `fa-torch` executable (train, eval, sweep, export, plot, augment,
+//! doctor), one function each, taking an option struct and returning an [`Outcome`].
+
+mod error;
+mod sweep;
+
+pub use error::CommandError;
+pub use sweep::{sweep, SweepArgs};
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use tch::Device;
+
+use crate::eval::EvalOptions;
+use crate::train::{LogFormat, Summary, TrainOptions};
+use fa_lang::driver::Compiled;
+use fa_lang::driver::{compile_reporting, Outcome};
+use fa_lang::ir::Model;
+use fa_lang::resolve::{Cell, Override};
+use fa_lang::valid::ValidModel;
+
+/// The flags of `fa train`.
+#[derive(Clone, Debug)]
+pub struct TrainArgs {
+    pub file: PathBuf,
+    pub overrides: Vec<Override>,
+    pub out: Option<PathBuf>,
+    pub device: String,
+    pub resume: bool,
+    pub data_root: Option<PathBuf>,
+    pub log: LogFormat,
+    pub max_steps: Option<u64>,
+    pub no_eval: bool,
+    pub cell: Option<String>,
+}
+
+/// The flags of `fa eval`: with neither `knn` nor `linear`, both run.
+#[derive(Clone, Debug)]
+pub struct EvalArgs {
+    pub run: PathBuf,
+    pub knn: bool,
+    pub linear: bool,
+    pub device: String,
+    pub data_root: Option<PathBuf>,
+}
+
+/// Compiles `file`, printing its diagnostics; `None` when it has errors.
+fn compile(file: &Path, overrides: &[Override]) -> Result<Option<Compiled>, CommandError> {
+    compile_reporting(file, overrides).map_err(|source| CommandError::Io {
+        path: file.to_path_buf(),
+        source,
+    })
+}
+
+/// `fa doctor`: the libtorch in use and the devices it sees.
+pub fn doctor() -> Result<Outcome, CommandError> {
+    println!("{}", crate::lower::doctor().trim_end());
+    Ok(Outcome::Success)
+}
+
+fn device(name: &str) -> Result<Device, CommandError> {
+    crate::lower::parse_device(name).map_err(CommandError::Device)
+}
+
+fn data_root(flag: Option<&Path>) -> PathBuf {
+    crate::data::data_root(flag)
+}
+
+/// Picks the cell to train: the only one, or the one named by `--cell`.
+fn pick_cell(
+    cells: Vec<(Cell, ValidModel)>,
+    wanted: Option<&str>,
+) -> Result<(Cell, ValidModel), CommandError> {
+    let names: Vec<String> = cells.iter().map(|(cell, _)| cell.name.clone()).collect();
+    match wanted {
+        Some(wanted) => cells
+            .into_iter()
+            .find(|(cell, _)| cell.name == wanted)
+            .ok_or_else(|| CommandError::NoSuchCell {
+                wanted: wanted.to_string(),
+                cells: names,
+            }),
+        None if cells.len() == 1 => Ok(cells.into_iter().next().expect("one cell")),
+        None => Err(CommandError::SweepNeedsCell { cells: names }),
+    }
+}
+
+/// The folder name of a cell: its name with characters unsafe in paths replaced.
+fn folder_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.=".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn print_summary(summary: &Summary, run: &Path) {
+    let percent =
+        |a: Option<crate::eval::Accuracy>| a.map_or("-".to_string(), |a| format!("{:.2}%", a.top1));
+    println!("run        {}", run.display());
+    println!("model      {}", summary.model);
+    println!(
+        "steps      {} ({} epochs, {:.1} s)",
+        summary.steps, summary.epochs, summary.seconds
+    );
+    if let Some(loss) = summary.final_loss {
+        println!("loss       {loss:.4}");
+    }
+    if let Some(std) = summary.collapse_std {
+        println!(
+            "proj std   {std:.4} (healthy ≈ {:.4}, collapsed → 0)",
+            summary.healthy_std
+        );
+    }
+    if summary.knn.is_some() || summary.linear.is_some() {
+        println!("kNN top-1          {}", percent(summary.knn));
+        println!("linear top-1       {}", percent(summary.linear));
+        println!("random-init kNN    {}", percent(summary.random_init_knn));
+        println!("raw-pixel kNN      {}", percent(summary.pixels_knn));
+    }
+}
+
+/// The resolved model as a run folder stores it (`model.json`) and checkpoints record it;
+/// a sweep compares it with the stored one to recognise its own runs.
+fn model_source(model: &Model) -> String {
+    serde_json::to_string_pretty(model).expect("models serialise")
+}
+
+/// `fa train`: compile, train, evaluate, print the summary.
+pub fn train(args: &TrainArgs) -> Result<Outcome, CommandError> {
+    let Some(compiled) = compile(&args.file, &args.overrides)? else {
+        return Ok(Outcome::Failed);
+    };
+    let (cell, valid) = pick_cell(compiled.cells, args.cell.as_deref())?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(folder_name(&cell.name)));
+    let device = device(&args.device)?;
+    if args.log != LogFormat::Quiet && args.log != LogFormat::Json {
+        eprintln!(
+            "training {} on {:?} into {}",
+            cell.name,
+            device,
+            out.display()
+        );
+        eprintln!("{}", crate::train::describe(&valid));
+    }
+    let options = TrainOptions {
+        out: out.clone(),
+        device,
+        data_root: data_root(args.data_root.as_deref()),
+        resume: args.resume,
+        log: args.log,
+        max_steps: args.max_steps,
+        skip_eval: args.no_eval,
+        source: model_source(&cell.model),
+    };
+    let summary = crate::train::train(&valid, &options)?;
+    if args.log == LogFormat::Json {
+        let mut value = serde_json::to_value(&summary).expect("summaries serialise");
+        value["kind"] = "summary".into();
+        value["run"] = out.display().to_string().into();
+        println!("{value}");
+    } else {
+        print_summary(&summary, &out);
+    }
+    Ok(Outcome::Success)
+}
+
+/// Reads the resolved model a run folder stores and validates it again.
+fn load_run_model(run: &Path) -> Result<ValidModel, CommandError> {
+    let path = run.join("model.json");
+    let text = std::fs::read_to_string(&path).map_err(|source| CommandError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let model: Model = serde_json::from_str(&text).map_err(|source| CommandError::NotAModel {
+        path: path.clone(),
+        source,
+    })?;
+    fa_lang::valid::validate(model).map_err(|problems| CommandError::StoredModelInvalid {
+        path,
+        count: problems.len(),
+    })
+}
+
+/// `fa eval`: kNN and/or linear probe of a run's latest checkpoint.
+pub fn eval(args: &EvalArgs) -> Result<Outcome, CommandError> {
+    let EvalArgs {
+        run,
+        knn,
+        linear,
+        device: device_name,
+        data_root: root,
+    } = args;
+    let (run, knn, linear, root) = (run.as_path(), *knn, *linear, root.as_deref());
+    // A checkpoint file lives in `<run>/checkpoints/`; the run folder holds the model.
+    let folder = if run.is_file() {
+        run.parent()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("."))
+    } else {
+        run
+    };
+    let valid = load_run_model(folder)?;
+    let device = device(device_name)?;
+    let both = !knn && !linear;
+    let options = EvalOptions {
+        device,
+        data_root: data_root(root),
+        knn: knn || both,
+        linear: linear || both,
+    };
+    let summary = crate::eval::evaluate_run(&valid, run, &options)?;
+    print_summary(&summary, run);
+    Ok(Outcome::Success)
+}
+
+/// `fa export --backbone`: the encoder's weights under torchvision's names.
+pub fn export(run: &Path, backbone_out: &Path) -> Result<Outcome, CommandError> {
+    let valid = load_run_model(run)?;
+    let names = crate::export::export_backbone(&valid, run, backbone_out)?;
+    eprintln!("wrote {} tensors to {}", names, backbone_out.display());
+    Ok(Outcome::Success)
+}
+
+/// `fa augment`: a preview grid of each view's pipeline on the first training images.
+pub fn augment(
+    file: &Path,
+    view: Option<&str>,
+    out: &Path,
+    root: Option<&Path>,
+) -> Result<Outcome, CommandError> {
+    let Some(compiled) = compile(file, &[])? else {
+        return Ok(Outcome::Failed);
+    };
+    let (_, valid) = compiled
+        .cells
+        .into_iter()
+        .next()
+        .ok_or(CommandError::NoModel)?;
+    let model = valid.model();
+    let mut pipelines: BTreeMap<String, &fa_lang::ir::Pipeline> = BTreeMap::new();
+    for &node in valid.views() {
+        let fa_lang::ir::NodeKind::View { pipeline } = &model.graph[node].kind else {
+            continue;
+        };
+        let name = &model.graph[node].name;
+        if view.is_none_or(|wanted| wanted == name || wanted == pipeline) {
+            pipelines.insert(format!("{name} ({pipeline})"), &model.pipelines[pipeline]);
+        }
+    }
+    if pipelines.is_empty() {
+        return Err(CommandError::NoSuchView {
+            view: view.unwrap_or_default().to_string(),
+        });
+    }
+    let set = crate::train::load_split(
+        &model.data,
+        &data_root(root),
+        &model.data.train_split,
+        Some(8),
+    )?;
+    let list: Vec<(String, &fa_lang::ir::Pipeline)> = pipelines.into_iter().collect();
+    let (width, height) = crate::data::preview_grid(
+        &set,
+        &list,
+        model.data.channels,
+        8,
+        4,
+        model.train.seed,
+        out,
+    )?;
+    println!("{} ({width}×{height})", out.display());
+    Ok(Outcome::Success)
+}
+
+/// `fa plot`: curves of one or more runs.
+pub fn plot(runs: &[PathBuf], out: &Path) -> Result<Outcome, CommandError> {
+    if runs.is_empty() {
+        return Err(CommandError::NoRuns);
+    }
+    let mut loaded = Vec::new();
+    for run in runs {
+        let path = run.join("metrics.jsonl");
+        let records = crate::train::metrics::read_metrics(&path)?;
+        let label = run
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| run.display().to_string());
+        loaded.push((label, records));
+    }
+    let written = crate::plot::plot_runs(&loaded, out)?;
+    for path in written {
+        println!("{}", path.display());
+    }
+    Ok(Outcome::Success)
+}

@@ -1,0 +1,87 @@
+//! Why a run could not be trained, resumed, evaluated or exported.
+
+use std::path::PathBuf;
+
+use crate::data::DataError;
+use crate::lower::LowerError;
+use crate::train::checkpoint::CheckpointError;
+use crate::train::metrics::MetricsError;
+use crate::train::precision::PrecisionError;
+
+/// A training, evaluation or export problem. The diagnostic code says who must act: a
+/// `fa::usage` problem is the data, the run folder or the files given (exit 2 at the command
+/// line); a `fa::train` problem is a run that failed (exit 1).
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum TrainError {
+    #[error(transparent)]
+    #[diagnostic(code(fa::usage))]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    #[diagnostic(code(fa::train))]
+    Checkpoint(#[from] CheckpointError),
+    #[error("lowering failed: {0}")]
+    #[diagnostic(code(fa::train))]
+    Lower(#[from] LowerError),
+    #[error("lowering failed: the stored model no longer validates ({count} problems)")]
+    #[diagnostic(code(fa::train))]
+    StoredModelInvalid { count: usize },
+    #[error("{what}: {source}")]
+    #[diagnostic(code(fa::usage))]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("the {what} became {value} at step {step} (epoch {epoch}); the parameters were not updated with it; {kept}")]
+    #[diagnostic(code(fa::train))]
+    NonFiniteLoss {
+        /// `loss` or `gradient norm`.
+        what: &'static str,
+        value: f64,
+        step: u64,
+        /// Counted from 1, as the progress lines count.
+        epoch: u64,
+        /// Which checkpoint is kept, or that none was saved yet.
+        kept: String,
+    },
+    #[error("the dataset has {images} training images, fewer than one effective batch of {batch}")]
+    #[diagnostic(code(fa::train))]
+    TooFewImages { images: usize, batch: usize },
+    #[error("evaluation needs labels but split `{split}` has none")]
+    #[diagnostic(code(fa::usage))]
+    NoLabels { split: String },
+    #[error("--resume given but {} holds no checkpoint", .run.display())]
+    #[diagnostic(code(fa::usage))]
+    NothingToResume { run: PathBuf },
+    #[error("{} holds no checkpoint", .run.display())]
+    #[diagnostic(code(fa::usage))]
+    NoCheckpoint { run: PathBuf },
+    #[error("{} already holds a run (checkpoints up to {}); continue it with --resume, or train into another --out", .run.display(), .latest.display())]
+    #[diagnostic(code(fa::usage))]
+    RunExists { run: PathBuf, latest: PathBuf },
+    #[error("the {test} split's classes ({test_classes}) differ from the {train} split's ({train_classes}), so their labels cannot be compared")]
+    #[diagnostic(code(fa::usage))]
+    ClassMismatch {
+        train: String,
+        test: String,
+        train_classes: String,
+        test_classes: String,
+    },
+    #[error("no tensor of the backbone `{backbone}` in {}", .path.display())]
+    #[diagnostic(code(fa::train))]
+    EmptyExport { backbone: String, path: PathBuf },
+    #[error(transparent)]
+    #[diagnostic(code(fa::train))]
+    Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    #[diagnostic(code(fa::train))]
+    Precision(#[from] PrecisionError),
+    #[error("torch error: {0}")]
+    #[diagnostic(code(fa::train))]
+    Torch(#[from] tch::TchError),
+}
+
+/// Wraps an I/O error with what was being done.
+pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> TrainError {
+    let what = what.into();
+    move |source| TrainError::Io { what, source }
+}

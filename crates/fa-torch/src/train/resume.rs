@@ -1,0 +1,174 @@
+//! Saving a trainer to a checkpoint and restoring one from it, so that a resumed run
+//! continues an interrupted one bit for bit on the CPU.
+
+use fa_base::random::Purpose;
+use std::path::Path;
+
+use tch::{nn, Device, Tensor};
+
+use crate::lower::Network;
+use crate::optim::Optimizer;
+use crate::train::checkpoint::{self, Checkpoint, CheckpointMeta};
+use crate::train::error::io;
+use crate::train::metrics::Record;
+use crate::train::progress::LogFormat;
+use crate::train::trainer::{build_network, trainable, Geometry, TrainOptions, Trainer};
+use crate::train::TrainError;
+use fa_lang::valid::ValidModel;
+
+/// Every variable (parameters, buffers, EMA copies, banks) in a stable order.
+fn all_variables(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
+    let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    named
+}
+
+/// A hash of the parameter names and shapes, so a checkpoint of another model is refused.
+fn fingerprint(vs: &nn::VarStore) -> String {
+    let shapes: Vec<(String, Vec<i64>)> = all_variables(vs)
+        .into_iter()
+        .map(|(name, tensor)| (name, tensor.size()))
+        .collect();
+    checkpoint::fingerprint(&shapes)
+}
+
+impl Trainer<'_> {
+    /// Writes the model's variables and the optimiser's state at `step` into `run`'s
+    /// checkpoint folder.
+    pub(crate) fn save(
+        &self,
+        run: &Path,
+        step: u64,
+        geo: Geometry,
+        options: &TrainOptions,
+    ) -> Result<(), TrainError> {
+        let epoch = step / geo.steps_per_epoch;
+        let position = (step % geo.steps_per_epoch) * (geo.batch * geo.accumulate) as u64;
+        let mut tensors: Vec<(String, Tensor)> = all_variables(&self.vs)
+            .into_iter()
+            .map(|(name, tensor)| (format!("model/{name}"), tensor))
+            .collect();
+        tensors.extend(self.optimizer.state());
+        let meta = CheckpointMeta {
+            format_version: checkpoint::FORMAT_VERSION,
+            extra: Default::default(),
+            model_name: self.valid.model().name.clone(),
+            step,
+            epoch,
+            position,
+            seed: self.seed,
+            source: options.source.clone(),
+            fingerprint: fingerprint(&self.vs),
+        };
+        checkpoint::save(
+            &checkpoint::checkpoint_path(run, step),
+            &Checkpoint { tensors, meta },
+        )?;
+        Ok(())
+    }
+
+    /// Loads the checkpoint at `path` into the model and optimiser; returns its step. A
+    /// checkpoint of the same parameters but another configuration (`source`) is accepted
+    /// with a warning: changing the learning rate of a resumed run is a legitimate choice.
+    pub(crate) fn restore(
+        &mut self,
+        path: &Path,
+        device: Device,
+        source: &str,
+        log: LogFormat,
+    ) -> Result<u64, TrainError> {
+        let ckpt = checkpoint::load(path, device)?;
+        if !source.is_empty()
+            && !ckpt.meta.source.is_empty()
+            && ckpt.meta.source != source
+            && log != LogFormat::Quiet
+        {
+            eprintln!(
+                "warning: resuming {} with a configuration that differs from the one it was saved with; the schedule and data order follow the new one",
+                path.display()
+            );
+        }
+        let expected: Vec<(String, Vec<i64>)> = all_variables(&self.vs)
+            .into_iter()
+            .map(|(name, tensor)| (format!("model/{name}"), tensor.size()))
+            .collect();
+        checkpoint::check_compatible(&ckpt, &expected)?;
+        let variables = self.vs.variables();
+        tch::no_grad(|| {
+            for (name, tensor) in &ckpt.tensors {
+                if let Some(stripped) = name.strip_prefix("model/") {
+                    if let Some(target) = variables.get(stripped) {
+                        let mut target = target.shallow_clone();
+                        target.copy_(tensor);
+                    }
+                }
+            }
+        });
+        let optimizer_state: Vec<(String, Tensor)> = ckpt
+            .tensors
+            .iter()
+            .filter(|(name, _)| !name.starts_with("model/"))
+            .map(|(n, t)| (n.clone(), t.shallow_clone()))
+            .collect();
+        self.optimizer.load_state(&optimizer_state)?;
+        Ok(ckpt.meta.step)
+    }
+}
+
+/// After a resume from step `step`, keeps only the metrics records up to that step, so the
+/// steps that are trained again are not recorded twice.
+pub(crate) fn keep_metrics_up_to(
+    path: &Path,
+    step: u64,
+    steps_per_epoch: u64,
+) -> Result<(), TrainError> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let records = crate::train::metrics::read_metrics(path)?;
+    let mut text = String::new();
+    for record in records {
+        let keep = match &record {
+            Record::Step { step: s, .. } => *s <= step,
+            Record::Epoch { epoch, .. } => *epoch * steps_per_epoch <= step,
+            Record::Eval { .. } => false,
+        };
+        if keep {
+            text += &serde_json::to_string(&record).expect("records serialise");
+            text.push('\n');
+        }
+    }
+    checkpoint::write_file_atomically(path, text.as_bytes())
+        .map_err(io("cannot rewrite metrics.jsonl"))
+}
+
+/// Builds the network of `valid` and loads a checkpoint into it: `run` is a checkpoint file
+/// or a run folder, whose latest checkpoint is taken.
+pub fn load_network(
+    valid: &ValidModel,
+    run: &Path,
+    device: Device,
+) -> Result<(nn::VarStore, Network, u64), TrainError> {
+    let model = valid.model();
+    // A checkpoint file is taken as it is; a run folder gives its latest checkpoint.
+    let path = if run.is_file() {
+        run.to_path_buf()
+    } else {
+        checkpoint::latest(run).ok_or_else(|| TrainError::NothingToResume {
+            run: run.to_path_buf(),
+        })?
+    };
+    let (vs, network) = build_network(valid, device, model.train.seed, Purpose::Init)?;
+    let optimizer = Optimizer::new(&model.optim, trainable(&vs));
+    let mut trainer = Trainer {
+        valid,
+        vs,
+        network,
+        optimizer,
+        augmenters: Vec::new(),
+        seed: model.train.seed,
+        autocast: false,
+    };
+    let step = trainer.restore(&path, device, "", LogFormat::Quiet)?;
+    Ok((trainer.vs, trainer.network, step))
+}

@@ -1,0 +1,373 @@
+//! The training loop: one validated model, its data and a run folder in, a trained and
+//! evaluated model out, resumable at any checkpoint with bit-identical results on CPU.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use tch::{nn, Device, Tensor};
+
+use crate::data::Augmenter;
+use crate::eval::protocols::{self, Evaluator};
+use crate::lower::Network;
+use crate::optim::Optimizer;
+use crate::schedule;
+use crate::train::checkpoint;
+use crate::train::device_data::{load_split, load_test, DeviceData};
+use crate::train::epoch::{collapse_warning, EpochStats};
+use crate::train::error::io;
+use crate::train::metrics::{MetricsWriter, Record};
+use crate::train::precision;
+use crate::train::progress::{LogFormat, Progress};
+use crate::train::resume::keep_metrics_up_to;
+use crate::train::{Summary, TrainError};
+use fa_base::random::{Key, Purpose};
+use fa_lang::ir::{Model, Precision};
+use fa_lang::valid::ValidModel;
+
+/// Everything about a run that is not in the model file.
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    pub out: PathBuf,
+    pub device: Device,
+    pub data_root: PathBuf,
+    pub resume: bool,
+    pub log: LogFormat,
+    /// Stop after this many optimiser steps (tests and smoke runs); the schedule still spans
+    /// the file's epochs.
+    pub max_steps: Option<u64>,
+    /// Skip the final evaluation.
+    pub skip_eval: bool,
+    /// The resolved model as JSON, stored in the run folder and in checkpoints.
+    pub source: String,
+}
+
+/// The online model with everything it needs to take a step.
+pub(crate) struct Trainer<'a> {
+    pub(crate) valid: &'a ValidModel,
+    pub(crate) vs: nn::VarStore,
+    pub(crate) network: Network,
+    pub(crate) optimizer: Optimizer,
+    pub(crate) augmenters: Vec<Augmenter>,
+    pub(crate) seed: u64,
+    /// The forward pass runs under bfloat16 autocast (CUDA with `precision: bf16`).
+    pub(crate) autocast: bool,
+}
+
+pub(crate) fn model_augmenters(valid: &ValidModel) -> Result<Vec<Augmenter>, TrainError> {
+    let model = valid.model();
+    valid
+        .views()
+        .iter()
+        .map(|&view| {
+            let fa_lang::ir::NodeKind::View { pipeline } = &model.graph[view].kind else {
+                unreachable!("views() holds view nodes")
+            };
+            Ok(Augmenter::new(
+                &model.pipelines[pipeline],
+                model.data.channels,
+            )?)
+        })
+        .collect()
+}
+
+/// The network of `valid` with parameters initialised from the stream of (`seed`, `purpose`):
+/// [`Purpose::Init`] for the trained network, [`Purpose::BaselineInit`] for the baseline.
+pub(crate) fn build_network(
+    valid: &ValidModel,
+    device: Device,
+    seed: u64,
+    purpose: Purpose,
+) -> Result<(nn::VarStore, Network), TrainError> {
+    tch::manual_seed(Key::new(seed, purpose, 0).torch_seed());
+    let vs = nn::VarStore::new(device);
+    let network = Network::new(&vs.root(), valid)?;
+    Ok((vs, network))
+}
+
+/// Named trainable parameters in a stable order.
+pub(crate) fn trainable(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
+    let mut named: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .filter(|(_, tensor)| tensor.requires_grad())
+        .collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    named
+}
+
+/// Schedule geometry derived from the model and the dataset size.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Geometry {
+    pub(crate) batch: usize,
+    pub(crate) accumulate: usize,
+    pub(crate) steps_per_epoch: u64,
+    pub(crate) total_steps: u64,
+    pub(crate) warmup_steps: u64,
+    pub(crate) peak_lr: f64,
+}
+
+pub(crate) fn geometry(model: &Model, images: usize) -> Result<Geometry, TrainError> {
+    let batch = model.data.batch_size;
+    let accumulate = model.optim.accumulate.max(1);
+    let effective = batch * accumulate;
+    let steps_per_epoch = (images / effective) as u64;
+    if steps_per_epoch == 0 {
+        return Err(TrainError::TooFewImages {
+            images,
+            batch: effective,
+        });
+    }
+    let total_steps = steps_per_epoch * model.train.epochs as u64;
+    let warmup_steps = (model.optim.warmup_epochs * steps_per_epoch as f64).round() as u64;
+    Ok(Geometry {
+        batch,
+        accumulate,
+        steps_per_epoch,
+        total_steps,
+        warmup_steps,
+        peak_lr: model.optim.lr.resolve(effective),
+    })
+}
+
+/// Trains `valid` into `options.out`, then evaluates it. Returns the run's summary.
+pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, TrainError> {
+    let model = valid.model();
+    let started = Instant::now();
+    // Refuse before any work: a fresh run never mixes with an old one in the same folder.
+    let existing = checkpoint::latest(&options.out);
+    match (&existing, options.resume) {
+        (Some(latest), false) => {
+            return Err(TrainError::RunExists {
+                run: options.out.clone(),
+                latest: latest.clone(),
+            })
+        }
+        (None, true) => {
+            return Err(TrainError::NothingToResume {
+                run: options.out.clone(),
+            })
+        }
+        _ => {}
+    }
+
+    let autocast = precision::uses_autocast(model.train.precision, options.device)?;
+    if model.train.precision != Precision::F32 && !autocast && options.log != LogFormat::Quiet {
+        eprintln!(
+            "note: precision {:?} applies on CUDA only; training in float32 on {:?}",
+            model.train.precision, options.device
+        );
+    }
+    let train_set = load_split(
+        &model.data,
+        &options.data_root,
+        &model.data.train_split,
+        model.data.limit,
+    )?;
+    let data = DeviceData::new(&train_set, options.device);
+    // Evaluation data is loaded and checked now, not after hours of training.
+    let evaluates = (!options.skip_eval
+        && (model.eval.knn.is_some() || model.eval.linear.is_some()))
+        || (model.train.knn_every > 0 && model.eval.knn.is_some());
+    let test = if evaluates {
+        Some(load_test(
+            model,
+            &options.data_root,
+            &train_set,
+            options.device,
+        )?)
+    } else {
+        None
+    };
+    let geo = geometry(model, data.len)?;
+    let seed_value = model.train.seed;
+
+    let (vs, network) = build_network(valid, options.device, seed_value, Purpose::Init)?;
+    let optimizer = Optimizer::new(&model.optim, trainable(&vs));
+    let mut trainer = Trainer {
+        valid,
+        vs,
+        network,
+        optimizer,
+        augmenters: model_augmenters(valid)?,
+        seed: seed_value,
+        autocast,
+    };
+
+    let mut step: u64 = 0;
+    if let (Some(path), true) = (&existing, options.resume) {
+        step = trainer.restore(path, options.device, &options.source, options.log)?;
+        keep_metrics_up_to(
+            &options.out.join("metrics.jsonl"),
+            step,
+            geo.steps_per_epoch,
+        )?;
+    }
+    // Written only once the checkpoint (if any) has been accepted, so a refused resume
+    // leaves the run folder as it was.
+    checkpoint::write_file_atomically(&options.out.join("model.json"), options.source.as_bytes())
+        .map_err(io("cannot write model.json"))?;
+
+    let metrics_path = options.out.join("metrics.jsonl");
+    let mut metrics = MetricsWriter::open(&metrics_path)?;
+    let progress = Progress::new(options.log, geo.total_steps, step);
+    let last_step = options
+        .max_steps
+        .map_or(geo.total_steps, |max| geo.total_steps.min(max));
+    let mut epoch_stats = EpochStats::default();
+    let mut last_loss = None;
+    let mut window = Instant::now();
+    let mut last_saved = options.resume.then_some(step);
+
+    while step < last_step {
+        let epoch = step / geo.steps_per_epoch;
+        let order = Key::new(seed_value, Purpose::DataOrder, epoch)
+            .stream(0)
+            .permutation(data.len);
+        let position = (step % geo.steps_per_epoch) as usize * geo.batch * geo.accumulate;
+        let lr = schedule::learning_rate(
+            step as usize,
+            geo.total_steps as usize,
+            geo.warmup_steps as usize,
+            geo.peak_lr,
+            model.optim.schedule,
+        );
+        let outcome = trainer.step(
+            &data,
+            &order[position..position + geo.batch * geo.accumulate],
+            geo,
+            step,
+            lr,
+        )?;
+        if let Some((what, value)) = outcome.non_finite() {
+            let kept = match checkpoint::latest(&options.out) {
+                Some(path) => format!("the last good checkpoint is kept: {}", path.display()),
+                None => "no checkpoint had been saved yet".to_string(),
+            };
+            return Err(TrainError::NonFiniteLoss {
+                what,
+                value,
+                step: step + 1,
+                epoch: epoch + 1,
+                kept,
+            });
+        }
+        step += 1;
+        last_loss = Some(outcome.loss);
+        epoch_stats.add(&outcome);
+        let images_per_s =
+            (geo.batch * geo.accumulate) as f64 / window.elapsed().as_secs_f64().max(1e-9);
+        window = Instant::now();
+        let record = Record::Step {
+            step,
+            epoch,
+            loss: outcome.loss,
+            terms: outcome.terms.clone(),
+            lr,
+            ema_momentum: outcome.ema_momentum,
+            images_per_s,
+            grad_norm: outcome.grad_norm,
+        };
+        progress.step(&record);
+        metrics.write(&record)?;
+
+        let epoch_done = step % geo.steps_per_epoch == 0;
+        if epoch_done {
+            let finished_epoch = step / geo.steps_per_epoch;
+            let knn_every = model.train.knn_every;
+            let knn_top1 = if knn_every > 0
+                && finished_epoch % knn_every as u64 == 0
+                && finished_epoch < model.train.epochs as u64
+            {
+                test.as_ref()
+                    .and_then(|test| protocols::quick_knn(&trainer.evaluator(), &data, test, model))
+            } else {
+                None
+            };
+            let record = epoch_stats.finish(finished_epoch, knn_top1);
+            progress.epoch(&record);
+            if let (
+                Record::Epoch {
+                    collapse_std: Some(std),
+                    ..
+                },
+                Some(width),
+            ) = (&record, trainer.projection_width())
+            {
+                if let Some(warning) = collapse_warning(*std, width) {
+                    progress.warn(&warning);
+                }
+            }
+            metrics.write(&record)?;
+            let every = model.train.checkpoint_every.max(1) as u64;
+            if finished_epoch % every == 0 || step == geo.total_steps {
+                trainer.save(&options.out, step, geo, options)?;
+                last_saved = Some(step);
+            }
+        }
+    }
+    if last_saved != Some(step) {
+        // Stopped by --max-steps between checkpoints: keep the progress.
+        trainer.save(&options.out, step, geo, options)?;
+    }
+    progress.finish();
+
+    let mut summary = Summary {
+        model: model.name.clone(),
+        steps: step,
+        epochs: step / geo.steps_per_epoch,
+        final_loss: last_loss,
+        collapse_std: epoch_stats.last_collapse,
+        healthy_std: trainer
+            .projection_width()
+            .map_or(0.0, |d| 1.0 / (d as f64).sqrt()),
+        ..Summary::default()
+    };
+    if !options.skip_eval {
+        if let Some(test) = &test {
+            protocols::evaluate(
+                &trainer.evaluator(),
+                &data,
+                test,
+                options.device,
+                &mut summary,
+            )?;
+        }
+        metrics.write(&Record::Eval {
+            step: Some(step),
+            random_init_linear_top1: None,
+            knn_top1: summary.knn.map(|a| a.top1),
+            knn_top5: summary.knn.map(|a| a.top5),
+            linear_top1: summary.linear.map(|a| a.top1),
+            linear_top5: summary.linear.map(|a| a.top5),
+            random_init_knn_top1: summary.random_init_knn.map(|a| a.top1),
+            pixels_knn_top1: summary.pixels_knn.map(|a| a.top1),
+        })?;
+    }
+    summary.seconds = started.elapsed().as_secs_f64();
+    let json = serde_json::to_string_pretty(&summary).expect("summary serialises");
+    checkpoint::write_file_atomically(&options.out.join("summary.json"), json.as_bytes())
+        .map_err(io("cannot write summary.json"))?;
+    Ok(summary)
+}
+
+impl Trainer<'_> {
+    /// The width of the first loss term's projections, where the collapse monitor applies.
+    pub(crate) fn projection_width(&self) -> Option<usize> {
+        self.valid
+            .terms()
+            .first()
+            .and_then(|term| match self.valid.shape(term.left) {
+                fa_lang::ir::FeatureShape::Vector { width, .. } => Some(width),
+                fa_lang::ir::FeatureShape::Image { .. } => None,
+            })
+    }
+
+    /// What the evaluation protocols need of the trained model.
+    pub(crate) fn evaluator(&self) -> Evaluator<'_> {
+        Evaluator {
+            valid: self.valid,
+            network: &self.network,
+            augmenters: &self.augmenters,
+        }
+    }
+}
