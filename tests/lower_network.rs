@@ -138,7 +138,10 @@ fn resnet_trainable_counts_in_the_varstore() {
             .apply("zb", "g", "hb")
             .loss(
                 "term",
-                fa_lang::ir::LossKind::InfoNce { tau: 0.2 },
+                fa_lang::ir::LossKind::InfoNce {
+                    tau: 0.2,
+                    negatives: fa_lang::ir::Negatives::Positives,
+                },
                 false,
                 "za",
                 "zb",
@@ -292,7 +295,10 @@ fn stopgrad_blocks_the_positive_branch() {
         .stopgrad("positive", "zb")
         .loss(
             "term",
-            fa_lang::ir::LossKind::InfoNce { tau: 0.2 },
+            fa_lang::ir::LossKind::InfoNce {
+                tau: 0.2,
+                negatives: fa_lang::ir::Negatives::Positives,
+            },
             false,
             "za",
             "positive",

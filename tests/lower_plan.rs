@@ -174,7 +174,10 @@ fn plan_prints_operations_and_parameter_table() {
         .stopgrad("positive", "zb")
         .loss(
             "term",
-            fa_lang::ir::LossKind::InfoNce { tau: 0.2 },
+            fa_lang::ir::LossKind::InfoNce {
+                tau: 0.2,
+                negatives: fa_lang::ir::Negatives::Positives,
+            },
             false,
             "za",
             "positive",

@@ -222,6 +222,7 @@ fn check_decay_only_step(kind: OptimKind, decayed: &[&str]) {
         lr: LearningRate {
             value: 0.1,
             scaling: LrScaling::Absolute,
+            ..LearningRate::default()
         },
         momentum: 0.0,
         weight_decay: 0.5,

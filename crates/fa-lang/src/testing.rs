@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, HashMap};
 use crate::ir::{
     BankConfig, Combine, DataConfig, Edge, EdgeRole, EvalConfig, FaMethod, FeatureAug,
     LearningRate, LossKind, LossTerm, LrScaling, MixupNoise, Model, ModuleDef, ModuleKind,
-    ModuleRole, Node, NodeId, NodeKind, Norm, OptimConfig, Span, Stem, TrainConfig, EMA_MOMENTUM,
-    GAUSSIAN_SIGMA, INFONCE_TAU, MASK_RATE, MIXUP_ALPHA,
+    ModuleRole, Negatives, Node, NodeId, NodeKind, NoiseSpace, Norm, OptimConfig, Span, Stem,
+    TrainConfig, EMA_MOMENTUM, GAUSSIAN_SIGMA, INFONCE_TAU, MASK_RATE, MIXUP_ALPHA,
 };
 use crate::valid::{validate, ValidModel};
 
@@ -42,6 +42,7 @@ impl ModelBuilder {
                 lr: LearningRate {
                     value: 0.05,
                     scaling: LrScaling::Absolute,
+                    ..LearningRate::default()
                 },
                 weight_decay: 0.0,
                 ..OptimConfig::default()
@@ -280,6 +281,7 @@ pub fn every_fa_method(bank: usize) -> Vec<(&'static str, FaMethod)> {
                 alpha: MIXUP_ALPHA,
                 noise: MixupNoise::Gaussian {
                     sigma: GAUSSIAN_SIGMA,
+                    space: NoiseSpace::Unit,
                 },
             },
         ),
@@ -308,7 +310,10 @@ pub fn architecture(
     if arch != Architecture::Byol {
         builder = builder.apply("h_plus", "f", "positive_view");
     }
-    let infonce = LossKind::InfoNce { tau: INFONCE_TAU };
+    let infonce = LossKind::InfoNce {
+        tau: INFONCE_TAU,
+        negatives: Negatives::Positives,
+    };
     if arch != Architecture::Basic {
         builder = builder.module("q", ModuleRole::Predictor, mlp(&widths.predictor, false));
     }

@@ -42,7 +42,10 @@ pub fn fa_text(fa: &FeatureAug) -> String {
             let noise = match noise {
                 MixupNoise::Nn(bank) => format!("nn({})", bank_text(bank)),
                 MixupNoise::Batch => "batch".into(),
-                MixupNoise::Gaussian { sigma } => format!("gaussian(sigma: {sigma})"),
+                MixupNoise::Gaussian { sigma, space } => match space {
+                    NoiseSpace::Unit => format!("gaussian(sigma: {sigma})"),
+                    NoiseSpace::Raw => format!("gaussian(sigma: {sigma}, space: raw)"),
+                },
             };
             format!("mixup(alpha: {alpha}, noise: {noise}")
         }
@@ -52,7 +55,10 @@ pub fn fa_text(fa: &FeatureAug) -> String {
 
 fn loss_text(term: &LossTerm) -> String {
     let kind = match term.kind {
-        LossKind::InfoNce { tau } => format!("infonce(tau: {tau})"),
+        LossKind::InfoNce { tau, negatives } => match negatives {
+            Negatives::Positives => format!("infonce(tau: {tau})"),
+            Negatives::Anchors => format!("infonce(tau: {tau}, negatives: anchors)"),
+        },
         LossKind::Byol => "byol".into(),
     };
     if term.symmetric {
@@ -264,7 +270,10 @@ pub fn to_text(valid: &ValidModel) -> String {
     };
     let lr = match optim.lr.scaling {
         LrScaling::Absolute => format!("{}", optim.lr.value),
-        LrScaling::Per256 => format!("{} per 256", optim.lr.value),
+        LrScaling::Per256 => match optim.lr.basis {
+            LrBasis::Effective => format!("{} per 256", optim.lr.value),
+            LrBasis::Batch => format!("{} per 256 of the batch", optim.lr.value),
+        },
     };
     let _ = writeln!(
         out,

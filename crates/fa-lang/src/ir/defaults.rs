@@ -64,6 +64,7 @@ impl Default for LearningRate {
         LearningRate {
             value: 0.3,
             scaling: LrScaling::Per256,
+            basis: LrBasis::Effective,
         }
     }
 }

@@ -146,7 +146,21 @@ pub enum MixupNoise {
     /// A random other sample's feature from the same batch.
     Batch,
     /// Gaussian N(0, sigma²) per component.
-    Gaussian { sigma: f64 },
+    Gaussian {
+        /// The standard deviation of each component of the noise.
+        sigma: f64,
+        /// Whether the noise is mixed with the unit feature or with the raw one.
+        space: NoiseSpace,
+    },
+}
+
+/// What Gaussian mixup noise is mixed with: the L2-normalised feature (every other FA method
+/// works on unit vectors; `docs/feature-augmentation.md` says why this is the default) or the
+/// raw feature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NoiseSpace {
+    Unit,
+    Raw,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -164,9 +178,23 @@ pub struct LossTerm {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum LossKind {
     /// InfoNCE on L2-normalised features with temperature `tau`.
-    InfoNce { tau: f64 },
+    InfoNce {
+        tau: f64,
+        /// Which side's other rows are the negatives (the softmax runs over that side).
+        negatives: Negatives,
+    },
     /// BYOL's regression loss `2 − 2 cos(p, z)`.
     Byol,
+}
+
+/// Where an InfoNCE term draws its negatives from. For `a ~ b` with the default `positives`,
+/// row i of `a` is scored against every row of `b` (softmax over `b`); with `anchors`, row i
+/// of `b` is scored against every row of `a` (softmax over `a`), which is solo-learn's
+/// `nnclr_loss_func(nn, p)` when `a` is the prediction and `b` its nearest neighbour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Negatives {
+    Positives,
+    Anchors,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -358,6 +386,20 @@ pub enum OptimKind {
 pub struct LearningRate {
     pub value: f64,
     pub scaling: LrScaling,
+    /// The batch `per 256` counts (`optim { lr_basis: … }`).
+    pub basis: LrBasis,
+}
+
+/// Which batch a `per 256` learning rate is per 256 images of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LrBasis {
+    /// `data.batch × optim.accumulate`: solo-learn's rule, which scales by the batch of all
+    /// devices and then by `accumulate_grad_batches` (`solo/args/pretrain.py`,
+    /// `solo/methods/base.py`).
+    Effective,
+    /// `data.batch` alone (the batch of one forward pass over all devices), without the
+    /// accumulation.
+    Batch,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -369,11 +411,40 @@ pub enum LrScaling {
 }
 
 impl LearningRate {
-    /// The peak learning rate for an effective batch of `effective_batch` images.
-    pub fn resolve(&self, effective_batch: usize) -> f64 {
+    /// The images `per 256` counts for a batch of `batch` accumulated `accumulate` times.
+    pub fn basis_images(&self, batch: usize, accumulate: usize) -> usize {
+        match self.basis {
+            LrBasis::Effective => batch * accumulate,
+            LrBasis::Batch => batch,
+        }
+    }
+
+    /// The peak learning rate for a batch of `batch` images accumulated `accumulate` times.
+    pub fn resolve(&self, batch: usize, accumulate: usize) -> f64 {
         match self.scaling {
             LrScaling::Absolute => self.value,
-            LrScaling::Per256 => self.value * effective_batch as f64 / 256.0,
+            LrScaling::Per256 => self.value * self.basis_images(batch, accumulate) as f64 / 256.0,
+        }
+    }
+
+    /// How [`LearningRate::resolve`] arrives at its value, for `fa train` to print:
+    /// `6.4 = 0.4 × 4096 / 256 (per 256 of the effective batch: 512 × 8 accumulated)`.
+    pub fn derivation(&self, batch: usize, accumulate: usize) -> String {
+        let peak = self.resolve(batch, accumulate);
+        match self.scaling {
+            LrScaling::Absolute => format!("{peak} (absolute)"),
+            LrScaling::Per256 => {
+                let images = self.basis_images(batch, accumulate);
+                let basis = match self.basis {
+                    LrBasis::Effective => format!(
+                        "per 256 of the effective batch: {batch} × {accumulate} accumulated"
+                    ),
+                    LrBasis::Batch => format!(
+                        "per 256 of the batch {batch}, not counting {accumulate}× accumulation"
+                    ),
+                };
+                format!("{peak} = {} × {images} / 256 ({basis})", self.value)
+            }
         }
     }
 }

@@ -11,8 +11,8 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::ir::{
-    FaMethod, FeatureShape, LossKind, MixupNoise, Model, ModuleKind, NnGrad, NodeId, NodeKind,
-    Norm, Stem,
+    FaMethod, FeatureShape, LossKind, MixupNoise, Model, ModuleKind, Negatives, NnGrad, NodeId,
+    NodeKind, NoiseSpace, Norm, Stem,
 };
 use crate::valid::ValidModel;
 
@@ -332,7 +332,10 @@ fn plan_op(valid: &ValidModel, node: NodeId) -> PlanOp {
         NodeKind::Loss(term) => {
             let info = valid.terms().iter().find(|t| t.node == node);
             let kind = match term.kind {
-                LossKind::InfoNce { tau } => format!("infonce tau={tau}"),
+                LossKind::InfoNce { tau, negatives } => match negatives {
+                    Negatives::Positives => format!("infonce tau={tau}"),
+                    Negatives::Anchors => format!("infonce tau={tau} negatives=anchors"),
+                },
                 LossKind::Byol => "byol 2-2cos".into(),
             };
             let mut config = kind;
@@ -408,7 +411,10 @@ fn fa_text(method: &FaMethod) -> String {
             let noise = match noise {
                 MixupNoise::Nn(bank) => format!("nn noise ({})", bank_text(bank)),
                 MixupNoise::Batch => "batch noise".into(),
-                MixupNoise::Gaussian { sigma } => format!("gaussian noise sigma={sigma}"),
+                MixupNoise::Gaussian { sigma, space } => match space {
+                    NoiseSpace::Unit => format!("gaussian noise sigma={sigma}"),
+                    NoiseSpace::Raw => format!("gaussian noise sigma={sigma} on raw features"),
+                },
             };
             format!("mixup alpha={alpha} {noise}")
         }

@@ -198,10 +198,16 @@ pub fn optim(record: Option<&Record>, fallback: Span, diags: &mut Vec<Diagnostic
         None => defaults.kind,
         Some(expr) => optim_kind(expr, diags),
     };
-    let lr = match p.get("lr") {
+    let mut lr = match p.get("lr") {
         None => defaults.lr,
         Some(expr) => learning_rate(expr, diags),
     };
+    lr.basis = p.choice(
+        "lr_basis",
+        defaults.lr.basis,
+        &[("effective", LrBasis::Effective), ("batch", LrBasis::Batch)],
+        diags,
+    );
     let momentum = p.f64(
         "momentum",
         defaults.momentum,
@@ -338,6 +344,7 @@ fn learning_rate(expr: &Expr, diags: &mut Vec<Diagnostic>) -> LearningRate {
     LearningRate {
         value: *value,
         scaling,
+        ..fallback
     }
 }
 

@@ -127,7 +127,11 @@ pub const MIXUP_NOISES: Vocabulary = Vocabulary(&[
         "the j-th nearest bank entry",
     ),
     Word::new("batch", &[], "another sample of the batch"),
-    Word::new("gaussian", &["sigma"], "Gaussian noise N(0, sigma²)"),
+    Word::new(
+        "gaussian",
+        &["sigma", "variance", "space"],
+        "Gaussian noise N(0, sigma²) (or `variance`), mixed with the unit (or `space: raw`) feature",
+    ),
 ]);
 
 /// Module constructors, the right-hand side of `encoder NAME = ...` and the other roles.
@@ -153,7 +157,11 @@ pub const MODULE_KINDS: Vocabulary = Vocabulary(&[
 
 /// Losses, after `loss`.
 pub const LOSSES: Vocabulary = Vocabulary(&[
-    Word::new("infonce", &["tau"], "InfoNCE with temperature `tau`"),
+    Word::new(
+        "infonce",
+        &["tau", "negatives"],
+        "InfoNCE with temperature `tau`; `negatives: anchors` takes the softmax over the left side",
+    ),
     Word::new("byol", &[], "BYOL's regression loss 2 − 2 cos"),
 ]);
 
@@ -188,6 +196,7 @@ pub const SECTIONS: Vocabulary = Vocabulary(&[
         &[
             "method",
             "lr",
+            "lr_basis",
             "momentum",
             "weight_decay",
             "warmup",

@@ -17,8 +17,8 @@ use petgraph::Direction;
 use tch::{nn, Device, Tensor};
 
 use fa_lang::ir::{
-    Combine, FaMethod, FeatureShape, LossKind, MixupNoise, ModuleKind, ModuleRole, NnGrad, NodeId,
-    NodeKind,
+    Combine, FaMethod, FeatureShape, LossKind, MixupNoise, ModuleKind, ModuleRole, Negatives,
+    NnGrad, NodeId, NodeKind, NoiseSpace,
 };
 use fa_lang::plan::{bank_of, bank_path, module_inputs, path_component};
 
@@ -434,7 +434,15 @@ impl Network {
                             let a = &left[j % left.len()];
                             let b = &right[j % right.len()];
                             match loss.kind {
-                                LossKind::InfoNce { tau } => loss::info_nce(a, b, tau),
+                                LossKind::InfoNce {
+                                    tau,
+                                    negatives: Negatives::Positives,
+                                } => loss::info_nce(a, b, tau),
+                                // Rows of the right side, softmax over the left.
+                                LossKind::InfoNce {
+                                    tau,
+                                    negatives: Negatives::Anchors,
+                                } => loss::info_nce(b, a, tau),
                                 LossKind::Byol => loss::byol_loss(a, b),
                             }
                         })
@@ -507,14 +515,25 @@ impl Network {
                     MixupNoise::Batch => unit
                         .detach()
                         .index_select(0, &fa::draw_other(rows, self.device)),
-                    MixupNoise::Gaussian { sigma } => fa::draw_gaussian(&unit.detach(), *sigma),
+                    MixupNoise::Gaussian { sigma, space } => {
+                        let lambda = fa::draw_lambda(rows, *alpha, self.device);
+                        let base = match space {
+                            NoiseSpace::Unit => unit,
+                            NoiseSpace::Raw => x,
+                        };
+                        return fa::mixup(
+                            base,
+                            &fa::draw_gaussian(&base.detach(), *sigma),
+                            &lambda,
+                        );
+                    }
                 };
                 fa::mixup(unit, &noise, &fa::draw_lambda(rows, *alpha, self.device))
             }
         }
     }
 
-    /// The EMA update after an optimiser step; `progress` = finished steps / total steps.
+    /// The EMA update after optimiser step k (from 0) of K; `progress` = k / K, BYOL's.
     /// Parameters are averaged with momentum `m = final − (final − base)(cos(π·progress)+1)/2`,
     /// buffers copied. Returns the momentum of the first target (`None` without EMA).
     pub fn update_targets(&mut self, progress: f64) -> Option<f64> {

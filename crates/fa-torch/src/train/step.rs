@@ -136,7 +136,10 @@ impl Trainer<'_> {
             return Ok(outcome);
         }
         self.optimizer.step(lr);
-        let progress = (step + 1) as f64 / geo.total_steps.max(1) as f64;
+        // The EMA after optimiser step k (counted from 0) uses τ at progress k/K, as BYOL's
+        // τ = 1 − (1 − τ_base)(cos(πk/K) + 1)/2 and solo-learn's momentum updater (which
+        // applies the current τ, then advances it): the first update uses τ_base.
+        let progress = step as f64 / geo.total_steps.max(1) as f64;
         outcome.ema_momentum = self.network.update_targets(progress);
         Ok(outcome)
     }

@@ -125,7 +125,7 @@ pub(crate) fn geometry(model: &Model, images: usize) -> Result<Geometry, TrainEr
         steps_per_epoch,
         total_steps,
         warmup_steps,
-        peak_lr: model.optim.lr.resolve(effective),
+        peak_lr: model.optim.lr.resolve(batch, accumulate),
     })
 }
 

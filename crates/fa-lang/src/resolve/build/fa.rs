@@ -157,9 +157,21 @@ fn mixup_noise(expr: &Expr, diags: &mut Vec<Diagnostic>) -> Option<MixupNoise> {
                 MIXUP_NOISES.params("gaussian"),
                 diags,
             );
-            let sigma = p.f64("sigma", GAUSSIAN_SIGMA, Range::POSITIVE, diags);
+            // `variance` is the other reading of the paper's N(0, 0.2): σ² = 0.2.
+            let sigma = if p.get("variance").is_some() && p.get("sigma").is_none() {
+                p.f64("variance", GAUSSIAN_SIGMA, Range::POSITIVE, diags)
+                    .sqrt()
+            } else {
+                p.f64("sigma", GAUSSIAN_SIGMA, Range::POSITIVE, diags)
+            };
+            let space = p.choice(
+                "space",
+                NoiseSpace::Unit,
+                &[("unit", NoiseSpace::Unit), ("raw", NoiseSpace::Raw)],
+                diags,
+            );
             p.finish(diags);
-            Some(MixupNoise::Gaussian { sigma })
+            Some(MixupNoise::Gaussian { sigma, space })
         }
         other => {
             diags.push(unknown_name(

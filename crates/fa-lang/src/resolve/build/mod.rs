@@ -254,8 +254,17 @@ fn loss_kind(expr: &Expr, diags: &mut Vec<Diagnostic>) -> Option<LossKind> {
                 }
                 Some((_, Some(v))) => v,
             };
+            let negatives = p.choice(
+                "negatives",
+                Negatives::Positives,
+                &[
+                    ("positives", Negatives::Positives),
+                    ("anchors", Negatives::Anchors),
+                ],
+                diags,
+            );
             p.finish(diags);
-            Some(LossKind::InfoNce { tau })
+            Some(LossKind::InfoNce { tau, negatives })
         }
         "byol" => {
             Params::of_call("`byol`", span, args, LOSSES.params("byol"), diags).finish(diags);
