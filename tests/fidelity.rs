@@ -294,3 +294,59 @@ fn learning_rate_basis_counts_the_accumulation_or_not() {
     assert_eq!(batch.basis, LrBasis::Batch);
     assert!((batch.resolve(512, 8) - 0.8).abs() < 1e-12);
 }
+
+/// Mean cos(FA(z), z) of Gaussian mixup (α = 0.85, d = 256), by a float64 Monte Carlo written
+/// from the definition, against fa's operators: the figures of the readings' table in
+/// docs/feature-augmentation.md.
+#[test]
+fn gaussian_readings_perturb_the_feature_as_documented() {
+    use fa_base::random::{Key, Purpose};
+    let (rows, width, alpha) = (2000usize, 256usize, 0.85);
+    let reference = |sigma: f64, norm: f64| {
+        let mut stream = Key::new(9, Purpose::Network, 0).stream(0);
+        let mut total = 0.0;
+        for _ in 0..rows {
+            let z: Vec<f64> = (0..width).map(|_| stream.normal()).collect();
+            let length = z.iter().map(|x| x * x).sum::<f64>().sqrt();
+            let z: Vec<f64> = z.iter().map(|x| x / length * norm).collect();
+            let lambda = stream.uniform(alpha, 1.0);
+            let mixed: Vec<f64> = z
+                .iter()
+                .map(|x| lambda * x + (1.0 - lambda) * sigma * stream.normal())
+                .collect();
+            let dot: f64 = mixed.iter().zip(&z).map(|(a, b)| a * b).sum();
+            let mixed_norm = mixed.iter().map(|x| x * x).sum::<f64>().sqrt();
+            total += dot / (mixed_norm * norm);
+        }
+        total / rows as f64
+    };
+    let measured = |sigma: f64, norm: f64| {
+        tch::manual_seed(4);
+        let z = fa_torch::lower::fa::l2_normalize(&Tensor::randn(
+            [rows as i64, width as i64],
+            (Kind::Float, tch::Device::Cpu),
+        )) * norm;
+        let lambda = fa_torch::lower::fa::draw_lambda(rows, alpha, tch::Device::Cpu);
+        let mixed =
+            fa_torch::lower::fa::mixup(&z, &fa_torch::lower::fa::draw_gaussian(&z, sigma), &lambda);
+        let cos = (fa_torch::lower::fa::l2_normalize(&mixed)
+            * fa_torch::lower::fa::l2_normalize(&z))
+        .sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
+        cos.mean(Kind::Float).double_value(&[])
+    };
+    for (sigma, norm, documented) in [
+        (0.2, 1.0, 0.958),
+        (0.2f64.sqrt(), 1.0, 0.849),
+        (0.2, 16.0, 1.0),
+    ] {
+        let (expected, got) = (reference(sigma, norm), measured(sigma, norm));
+        assert!(
+            (expected - documented).abs() < 0.005,
+            "σ {sigma}, ‖z‖ {norm}: reference {expected}"
+        );
+        assert!(
+            (got - expected).abs() < 0.005,
+            "σ {sigma}, ‖z‖ {norm}: {got} vs {expected}"
+        );
+    }
+}

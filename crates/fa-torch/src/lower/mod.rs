@@ -9,6 +9,8 @@ pub mod layers;
 pub mod loss;
 
 mod doctor;
+mod ema;
+mod error;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -25,6 +27,8 @@ use fa_lang::plan::{bank_of, bank_path, module_inputs, path_component};
 use fa_lang::valid::ValidModel;
 
 pub use doctor::{doctor, parse_device};
+use ema::Target;
+pub use error::LowerError;
 use fa::Bank;
 use layers::{Layer, Registry};
 
@@ -42,18 +46,6 @@ pub struct StepOutput {
     /// For the first NN-bank FA node: the stored dataset index of each query's nearest
     /// neighbour, and the query's own dataset index.
     pub nn_hits: Option<(Tensor, Tensor)>,
-}
-
-/// An EMA copy of a chain of online modules.
-#[derive(Debug)]
-struct Target {
-    chain: Vec<Layer>,
-    base_momentum: f64,
-    final_momentum: f64,
-    /// (online, target) parameter pairs, averaged after each optimiser step.
-    parameters: Vec<(Tensor, Tensor)>,
-    /// (online, target) buffer pairs, copied after each optimiser step.
-    buffers: Vec<(Tensor, Tensor)>,
 }
 
 /// A validated model lowered onto tch.
@@ -533,29 +525,6 @@ impl Network {
         }
     }
 
-    /// The EMA update after optimiser step k (from 0) of K; `progress` = k / K, BYOL's.
-    /// Parameters are averaged with momentum `m = final − (final − base)(cos(π·progress)+1)/2`,
-    /// buffers copied. Returns the momentum of the first target (`None` without EMA).
-    pub fn update_targets(&mut self, progress: f64) -> Option<f64> {
-        let progress = progress.clamp(0.0, 1.0);
-        let mut used = None;
-        tch::no_grad(|| {
-            for target in self.targets.values() {
-                let momentum = ema_momentum(target.base_momentum, target.final_momentum, progress);
-                for (online, copy) in &target.parameters {
-                    let mut copy = copy.shallow_clone();
-                    let _ = copy.g_mul_scalar_(momentum);
-                    let _ = copy.g_add_(&(online.detach() * (1.0 - momentum)));
-                }
-                for (online, copy) in &target.buffers {
-                    copy.shallow_clone().copy_(online);
-                }
-                used.get_or_insert(momentum);
-            }
-        });
-        used
-    }
-
     /// Online encoder features for evaluation: the backbone in eval mode, without gradients.
     ///
     /// # Shapes
@@ -588,7 +557,6 @@ impl Network {
 }
 
 /// The EMA momentum schedule lives with the other schedules.
-use crate::schedule::ema_momentum;
 
 /// The module applied to the first view (not an EMA target), else the first encoder.
 fn backbone_module(valid: &ValidModel) -> Option<String> {
@@ -632,32 +600,4 @@ fn projection_node(valid: &ValidModel) -> Option<NodeId> {
             _ => false,
         })
         .or_else(|| valid.terms().first().map(|t| t.left))
-}
-/// Why a validated model could not be lowered, or a device not used.
-#[derive(Debug, thiserror::Error)]
-pub enum LowerError {
-    #[error("module `{0}` is not defined")]
-    UnknownModule(String),
-    #[error("resnet depth {0} is not one of 18, 34, 50, 101, 152")]
-    ResNetDepth(u32),
-    #[error("module `{module}` needs images but receives vectors of width {width}")]
-    ExpectsImages { module: String, width: usize },
-    #[error("ema target chain member `{member}` is itself an ema target")]
-    NestedEma { member: String },
-    #[error("ema target `{0}` has an empty chain")]
-    EmptyEma(String),
-    #[error("feature augmentation `{0}` is applied to images, not feature vectors")]
-    AugmentsImages(String),
-    #[error(
-        "feature augmentation `{node}` takes {k} neighbours from a bank of only {size} entries"
-    )]
-    BankTooSmall { node: String, k: usize, size: usize },
-    #[error("symmetric loss term `{term}` needs exactly 2 views, the model has {views}")]
-    SymmetricViews { term: String, views: usize },
-    #[error("the model applies no encoder to its first view")]
-    NoEncoder,
-    #[error("unknown device `{0}`: expected auto, cpu, cuda or cuda:N")]
-    Device(String),
-    #[error("device cuda:{index} requested but {count} cuda devices are available")]
-    CudaUnavailable { index: usize, count: usize },
 }
