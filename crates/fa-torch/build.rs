@@ -17,6 +17,44 @@ fn main() {
         println!("cargo:rustc-link-arg={arg}");
     }
     compile_shim(&lib);
+    println!("cargo:rustc-env=FA_COMMIT={}", commit());
+}
+
+/// The commit the sources come from, with `+dirty` when tracked files differ from it, so a
+/// run's summary names the code that produced it; `unknown` outside a git checkout.
+fn commit() -> String {
+    // Rebuild when HEAD moves (a commit, a checkout) so the recorded commit stays true;
+    // `+dirty` is as of that build.
+    let git_dir = std::process::Command::new("git")
+        .args(["rev-parse", "--git-dir"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    if let Some(dir) = &git_dir {
+        println!("cargo:rerun-if-changed={dir}/HEAD");
+        println!("cargo:rerun-if-changed={dir}/refs/heads");
+    }
+    let run = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match run(&["rev-parse", "--short=12", "HEAD"]) {
+        Some(hash) => {
+            let dirty = run(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|status| !status.is_empty());
+            if dirty {
+                format!("{hash}+dirty")
+            } else {
+                hash
+            }
+        }
+        None => "unknown".to_string(),
+    }
 }
 
 /// Compiles `csrc/autocast.cpp`, which sets the CUDA autocast dtype (bfloat16) that tch does

@@ -14,5 +14,6 @@ pub mod export;
 pub mod lower;
 pub mod optim;
 pub mod plot;
+pub mod report;
 pub mod schedule;
 pub mod train;

@@ -313,6 +313,8 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
 
     let mut summary = Summary {
         model: model.name.clone(),
+        commit: env!("FA_COMMIT").to_string(),
+        train_seconds: started.elapsed().as_secs_f64(),
         steps: step,
         epochs: step / geo.steps_per_epoch,
         final_loss: last_loss,

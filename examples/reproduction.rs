@@ -1,0 +1,23 @@
+//! Prints the tables of `docs/reproduction.md` rebuilt from the committed run summaries under
+//! `docs/reproduction/`, each between the markers the page and `tests/reproduction.rs` use.
+//!
+//! `cargo run --example reproduction`
+
+use std::path::Path;
+
+use fa_torch::report::{commits, read_paper, read_summaries, table};
+
+fn main() -> miette::Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/reproduction");
+    let paper = read_paper(&root.join("paper.tsv"))?;
+    let runs = read_summaries(&root)?;
+    let mut sweeps: Vec<&str> = paper.iter().map(|row| row.sweep.as_str()).collect();
+    sweeps.dedup();
+    for sweep in sweeps {
+        println!("<!-- table: {sweep} -->");
+        print!("{}", table(sweep, &paper, &runs));
+        println!("<!-- end table -->\n");
+    }
+    println!("commits: {}", commits(&runs).join(", "));
+    Ok(())
+}
