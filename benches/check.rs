@@ -3,7 +3,8 @@
 //! `fa check` over every file in `models/`, next to the same command served by `fa-torch`
 //! (which loads libtorch, as every command did before the split).
 //!
-//! Run: `cargo build --release --workspace && cargo bench --bench check`.
+//! Run: `cargo build --release --workspace && cargo bench --bench check` (needs GNU time,
+//! Debian's `time` package, for the peak memory).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,25 +12,35 @@ use std::time::{Duration, Instant};
 
 const RUNS: usize = 15;
 
-/// Wall time and peak resident set (kB) of one run of `exe args`.
+/// Wall time of one run of `exe args`, and its peak resident set in kB as GNU time reports
+/// it. (The peak cannot be read from this process with wait4: a child forked from a
+/// benchmark that has libtorch loaded carries that memory in its peak until it execs.)
 fn measure(exe: &Path, args: &[String], root: &Path) -> (Duration, u64) {
     let start = Instant::now();
-    let mut child = Command::new(exe)
+    let status = Command::new(exe)
         .args(args)
         .current_dir(root)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
-        .spawn()
+        .status()
         .expect("the release executables are built");
-    let pid = child.id() as i32;
-    // wait4 reports the child's own peak RSS (ru_maxrss, kB on Linux).
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let elapsed = start.elapsed();
-    assert_eq!(waited, pid, "wait4 failed");
-    std::mem::forget(child);
-    (elapsed, usage.ru_maxrss as u64)
+    let _ = status;
+    let output = Command::new("/usr/bin/time")
+        .args(["-f", "%M"])
+        .arg(exe)
+        .args(args)
+        .current_dir(root)
+        .stdout(std::process::Stdio::null())
+        .output()
+        .expect("GNU time (Debian package `time`) measures the peak resident set");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let peak = stderr
+        .lines()
+        .last()
+        .and_then(|line| line.trim().parse().ok())
+        .expect("GNU time prints the peak resident set last");
+    (elapsed, peak)
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
