@@ -4,7 +4,6 @@
 
 mod support;
 
-
 use support::process::{expect_code, fa, path_text, stderr, stdout};
 use support::{fa_files, project_path};
 
