@@ -51,42 +51,30 @@ impl Fixture {
 fn colour_ops_match_torchvision() {
     let fixture = Fixture::open();
     let x = fixture.input();
-    assert_close_absolute(
-        &ops::adjust_brightness(&x, &[1.3, 0.7]),
-        &fixture.get("brightness"),
-        TOLERANCE,
-        "brightness",
-    );
-    assert_close_absolute(
-        &ops::adjust_contrast(&x, &[0.6, 1.4]),
-        &fixture.get("contrast"),
-        LUMA_TOLERANCE,
-        "contrast",
-    );
-    assert_close_absolute(
-        &ops::adjust_saturation(&x, &[1.7, 0.3]),
-        &fixture.get("saturation"),
-        LUMA_TOLERANCE,
-        "saturation",
-    );
-    assert_close_absolute(
-        &ops::adjust_hue(&x, &[0.23, -0.4]),
-        &fixture.get("hue"),
-        TOLERANCE,
-        "hue",
-    );
-    assert_close_absolute(
-        &ops::grayscale(&x),
-        &fixture.get("grayscale"),
-        LUMA_TOLERANCE,
-        "grayscale",
-    );
-    assert_close_absolute(
-        &ops::solarize(&x, 0.5),
-        &fixture.get("solarize"),
-        TOLERANCE,
-        "solarize",
-    );
+    // Each op's output under the fixture name it is checked against.
+    let cases = [
+        (
+            "brightness",
+            ops::adjust_brightness(&x, &[1.3, 0.7]),
+            TOLERANCE,
+        ),
+        (
+            "contrast",
+            ops::adjust_contrast(&x, &[0.6, 1.4]),
+            LUMA_TOLERANCE,
+        ),
+        (
+            "saturation",
+            ops::adjust_saturation(&x, &[1.7, 0.3]),
+            LUMA_TOLERANCE,
+        ),
+        ("hue", ops::adjust_hue(&x, &[0.23, -0.4]), TOLERANCE),
+        ("grayscale", ops::grayscale(&x), LUMA_TOLERANCE),
+        ("solarize", ops::solarize(&x, 0.5), TOLERANCE),
+    ];
+    for (name, output, tolerance) in cases {
+        assert_close_absolute(&output, &fixture.get(name), tolerance, name);
+    }
 }
 
 #[test]
