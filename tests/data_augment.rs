@@ -1,8 +1,11 @@
 //! Augmentation ops and the augmenter on the CPU, checked against independent definitions.
 
+mod support;
+
 use fa_base::random::{Key, Purpose};
 use fa_lang::ir::{AugOp, Interpolation, Pipeline, Span};
 use fa_torch::data::{byol_pipelines, ops, to_tensor, Augmenter, CropBox, DataError, ImageSet};
+use support::tensors::{max_abs_difference, values};
 use tch::{Device, Kind, Tensor};
 
 /// The augmentation stream of view 0 in epoch 0 of a run seeded with `seed`.
@@ -13,19 +16,6 @@ fn key(seed: u64) -> Key {
 /// Dataset indices 0, 1, … for every image of `batch`.
 fn indices(batch: &Tensor) -> Vec<u64> {
     (0..batch.size()[0] as u64).collect()
-}
-
-fn values(t: &Tensor) -> Vec<f32> {
-    let flat = t.to_kind(Kind::Float).contiguous().view([-1]);
-    let numel = flat.numel();
-    let mut out = vec![0f32; numel];
-    flat.copy_data(&mut out, numel);
-    out
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-    assert_eq!(a.size(), b.size());
-    (a - b).abs().max().double_value(&[])
 }
 
 /// A float batch `[n, c, h, w]` of pseudo-random values k/255 (deterministic).
@@ -96,7 +86,7 @@ fn hsv_round_trips_and_knows_the_primaries() {
         .view([3, 6])
         .copy_(&special);
     let hsv = ops::rgb_to_hsv(&x);
-    assert!(max_diff(&ops::hsv_to_rgb(&hsv), &x) < 1e-6);
+    assert!(max_abs_difference(&ops::hsv_to_rgb(&hsv), &x) < 1e-6);
     let first_row = values(&hsv.get(0).narrow(1, 0, 1));
     // Hues (first plane) of grey, black, white, red, green, blue.
     let hues = &first_row[0..6];
@@ -111,21 +101,21 @@ fn hsv_round_trips_and_knows_the_primaries() {
 #[test]
 fn hue_shift_of_zero_and_of_a_full_turn_is_the_identity() {
     let x = random_batch(2, 3, 7, 5, 3);
-    assert!(max_diff(&ops::adjust_hue(&x, &[0.0, 0.0]), &x) < 1e-6);
-    assert!(max_diff(&ops::adjust_hue(&x, &[1.0, -1.0]), &x) < 2e-6);
+    assert!(max_abs_difference(&ops::adjust_hue(&x, &[0.0, 0.0]), &x) < 1e-6);
+    assert!(max_abs_difference(&ops::adjust_hue(&x, &[1.0, -1.0]), &x) < 2e-6);
     // Half a turn twice is a full turn.
     let twice = ops::adjust_hue(&ops::adjust_hue(&x, &[0.5, 0.5]), &[0.5, 0.5]);
-    assert!(max_diff(&twice, &x) < 2e-6);
+    assert!(max_abs_difference(&twice, &x) < 2e-6);
     // And half a turn alone is not the identity.
-    assert!(max_diff(&ops::adjust_hue(&x, &[0.5, 0.5]), &x) > 0.1);
+    assert!(max_abs_difference(&ops::adjust_hue(&x, &[0.5, 0.5]), &x) > 0.1);
 }
 
 #[test]
 fn brightness_and_contrast_by_hand() {
     let x = random_batch(2, 3, 4, 4, 4);
     let half = ops::adjust_brightness(&x, &[0.5, 1.0]);
-    assert!(max_diff(&half.get(0), &(x.get(0) * 0.5)) < 1e-7);
-    assert!(max_diff(&half.get(1), &x.get(1)) < 1e-7);
+    assert!(max_abs_difference(&half.get(0), &(x.get(0) * 0.5)) < 1e-7);
+    assert!(max_abs_difference(&half.get(1), &x.get(1)) < 1e-7);
     // Contrast 0 leaves only the mean luma, the same value in every pixel and channel.
     let flat = values(&ops::adjust_contrast(&x, &[0.0, 0.0]).get(0));
     let input = values(&x.get(0));
@@ -141,7 +131,7 @@ fn brightness_and_contrast_by_hand() {
     );
     // Saturation 0 is greyscale.
     assert!(
-        max_diff(
+        max_abs_difference(
             &ops::adjust_saturation(&x, &[0.0, 0.0]),
             &ops::grayscale(&x)
         ) < 1e-6
@@ -172,7 +162,7 @@ fn crop_with_scale_one_and_ratio_one_is_the_identity() {
         .unwrap();
         let out = augmenter.apply(&bytes, key(9), &indices(&bytes));
         assert!(
-            max_diff(&out, &(bytes.to_kind(Kind::Float) / 255.0)) < 1e-6,
+            max_abs_difference(&out, &(bytes.to_kind(Kind::Float) / 255.0)) < 1e-6,
             "{interpolation:?}"
         );
     }
@@ -250,7 +240,7 @@ fn blur_matches_a_direct_2d_gaussian_convolution() {
 #[test]
 fn blur_leaves_a_constant_image_unchanged() {
     let x = Tensor::full([2, 3, 9, 9], 0.37, (Kind::Float, Device::Cpu));
-    assert!(max_diff(&ops::gaussian_blur(&x, 7, &[0.5, 2.0]), &x) < 1e-6);
+    assert!(max_abs_difference(&ops::gaussian_blur(&x, 7, &[0.5, 2.0]), &x) < 1e-6);
 }
 
 fn byol_strong(size: usize) -> Augmenter {
@@ -282,7 +272,7 @@ fn a_samples_parameters_do_not_depend_on_the_rest_of_the_batch() {
         key(77),
         &indices(&batch.narrow(0, 0, 2)),
     );
-    assert!(max_diff(&whole.narrow(0, 0, 2), &part) < 1e-6);
+    assert!(max_abs_difference(&whole.narrow(0, 0, 2), &part) < 1e-6);
 }
 
 #[test]
@@ -296,10 +286,10 @@ fn a_samples_augmentation_follows_its_dataset_index_not_its_position() {
     let reversed_order = Tensor::from_slice(&[4i64, 3, 2, 1, 0]);
     let reversed: Vec<u64> = samples.iter().rev().copied().collect();
     let backward = augmenter.apply(&batch.index_select(0, &reversed_order), key(3), &reversed);
-    assert!(max_diff(&forward, &backward.index_select(0, &reversed_order)) < 1e-6);
+    assert!(max_abs_difference(&forward, &backward.index_select(0, &reversed_order)) < 1e-6);
     // Another index for the same image gives another augmentation.
     let shifted: Vec<u64> = samples.iter().map(|i| i + 100).collect();
-    assert!(max_diff(&forward, &augmenter.apply(&batch, key(3), &shifted)) > 1e-3);
+    assert!(max_abs_difference(&forward, &augmenter.apply(&batch, key(3), &shifted)) > 1e-3);
 }
 
 #[test]
@@ -312,7 +302,7 @@ fn per_sample_parameters_differ_across_a_batch() {
     for i in 0..8 {
         for j in i + 1..8 {
             assert!(
-                max_diff(&out.get(i), &out.get(j)) > 1e-3,
+                max_abs_difference(&out.get(i), &out.get(j)) > 1e-3,
                 "samples {i} and {j} are equal"
             );
         }
@@ -373,7 +363,7 @@ fn normalisation_and_greyscale_replication() {
     assert_eq!(out.size(), [2, 3, 8, 8]);
     let expected = (grey.to_kind(Kind::Float) / 255.0 - 0.5) / 0.25;
     for c in 0..3 {
-        assert!(max_diff(&out.narrow(1, c, 1), &expected) < 1e-6);
+        assert!(max_abs_difference(&out.narrow(1, c, 1), &expected) < 1e-6);
     }
     assert!(augmenter.eval_transform(&grey).equal(&out));
     assert!(augmenter.check_channels(1).is_ok());
@@ -398,7 +388,7 @@ fn eval_transform_resizes_the_centre_to_the_crop_size() {
     let mean = Tensor::from_slice(&[0.4914f32, 0.4822, 0.4465]).view([1, 3, 1, 1]);
     let std = Tensor::from_slice(&[0.2470f32, 0.2435, 0.2616]).view([1, 3, 1, 1]);
     assert!(
-        max_diff(
+        max_abs_difference(
             &augmenter.eval_transform(&same),
             &((same.to_kind(Kind::Float) / 255.0 - mean) / std)
         ) < 1e-5

@@ -1,10 +1,13 @@
 //! Parity with torchvision's functional ops, from float64 reference outputs written by
 //! `scripts/fixtures_data.py` (torch 2.11.0, torchvision 0.26.0).
 
+mod support;
+
 use fa_base::random::{Key, Purpose};
 use fa_lang::ir::Interpolation;
 use fa_torch::data::{ops, CropBox};
 use safetensors::SafeTensors;
+use support::tensors::assert_close_absolute;
 use tch::{Kind, Tensor};
 
 /// Float32 against float64 references: a few float32 roundings.
@@ -19,10 +22,7 @@ struct Fixture {
 
 impl Fixture {
     fn open() -> Fixture {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/data/torchvision.safetensors"
-        );
+        let path = support::project_path("tests/fixtures/data/torchvision.safetensors");
         Fixture {
             bytes: std::fs::read(path).expect("fixture written by scripts/fixtures_data.py"),
         }
@@ -47,76 +47,51 @@ impl Fixture {
     }
 }
 
-fn assert_close(name: &str, got: &Tensor, expected: &Tensor, tolerance: f64) {
-    assert_eq!(got.size(), expected.size(), "{name}: shape");
-    let difference = (got.to_kind(Kind::Double) - expected)
-        .abs()
-        .max()
-        .double_value(&[]);
-    println!("{name}: largest difference {difference:.2e}");
-    assert!(
-        difference <= tolerance,
-        "{name}: largest difference {difference} exceeds {tolerance}"
-    );
-}
-
 #[test]
 fn colour_ops_match_torchvision() {
     let fixture = Fixture::open();
     let x = fixture.input();
-    assert_close(
-        "brightness",
-        &ops::adjust_brightness(&x, &[1.3, 0.7]),
-        &fixture.get("brightness"),
-        TOLERANCE,
-    );
-    assert_close(
-        "contrast",
-        &ops::adjust_contrast(&x, &[0.6, 1.4]),
-        &fixture.get("contrast"),
-        LUMA_TOLERANCE,
-    );
-    assert_close(
-        "saturation",
-        &ops::adjust_saturation(&x, &[1.7, 0.3]),
-        &fixture.get("saturation"),
-        LUMA_TOLERANCE,
-    );
-    assert_close(
-        "hue",
-        &ops::adjust_hue(&x, &[0.23, -0.4]),
-        &fixture.get("hue"),
-        TOLERANCE,
-    );
-    assert_close(
-        "grayscale",
-        &ops::grayscale(&x),
-        &fixture.get("grayscale"),
-        LUMA_TOLERANCE,
-    );
-    assert_close(
-        "solarize",
-        &ops::solarize(&x, 0.5),
-        &fixture.get("solarize"),
-        TOLERANCE,
-    );
+    // Each op's output under the fixture name it is checked against.
+    let cases = [
+        (
+            "brightness",
+            ops::adjust_brightness(&x, &[1.3, 0.7]),
+            TOLERANCE,
+        ),
+        (
+            "contrast",
+            ops::adjust_contrast(&x, &[0.6, 1.4]),
+            LUMA_TOLERANCE,
+        ),
+        (
+            "saturation",
+            ops::adjust_saturation(&x, &[1.7, 0.3]),
+            LUMA_TOLERANCE,
+        ),
+        ("hue", ops::adjust_hue(&x, &[0.23, -0.4]), TOLERANCE),
+        ("grayscale", ops::grayscale(&x), LUMA_TOLERANCE),
+        ("solarize", ops::solarize(&x, 0.5), TOLERANCE),
+    ];
+    for (name, output, tolerance) in cases {
+        assert_close_absolute(&output, &fixture.get(name), tolerance, name);
+    }
 }
 
 #[test]
 fn blur_matches_torchvision_with_a_fixed_sigma() {
     let fixture = Fixture::open();
     let x = fixture.input();
-    assert_close(
-        "blur 5",
+    assert_close_absolute(
         &ops::gaussian_blur(&x, 5, &[1.1, 1.1]),
         &fixture.get("blur_5"),
         TOLERANCE,
+        "blur 5",
     );
-    assert_close(
-        "blur 3",
+    assert_close_absolute(
         &ops::gaussian_blur(&x, 3, &[0.6, 0.6]),
         &fixture.get("blur_3"),
         TOLERANCE,
+        "blur 3",
     );
 }
 
@@ -144,11 +119,11 @@ fn resized_crop_matches_torchvision_antialiased_resize() {
             let expected = fixture.get(&format!("crop_{name}_{label}"));
             let got = ops::resized_crop(&x, &[crop, crop], size, interpolation);
             // torchvision does not clamp float output; bicubic overshoots [0, 1] near edges.
-            assert_close(
-                &format!("crop {name} {label}"),
+            assert_close_absolute(
                 &got,
                 &expected.clamp(0.0, 1.0),
                 TOLERANCE,
+                &format!("crop {name} {label}"),
             );
         }
     }

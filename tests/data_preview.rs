@@ -1,5 +1,7 @@
 //! The `fa augment` preview grid.
 
+mod support;
+
 use fa_torch::data::{byol_pipelines, preview_grid, ImageSet};
 
 /// Eight 32×32 colour images of smooth gradients (deterministic).
@@ -104,32 +106,14 @@ fn grid_refuses_an_empty_set() {
 #[test]
 #[ignore = "writes docs/augment-cifar10.png from the shared CIFAR-10 archive"]
 fn write_docs_preview() {
-    use fa_lang::ir::{DataConfig, DatasetFormat, Span};
+    use fa_lang::ir::DatasetFormat;
     use fa_torch::data::{load, LoadOptions};
-    use std::path::Path;
 
-    let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets");
-    let Some(root) = [beside, Path::new("/work/shared/datasets").to_path_buf()]
-        .into_iter()
-        .find(|p| p.join("cifar10/test.tar.gz").exists())
-    else {
-        eprintln!("skipping: CIFAR-10 test archive absent");
-        return;
-    };
-    let cfg = DataConfig {
-        format: DatasetFormat::ImageFolder,
-        path: "cifar10".to_string(),
-        train_split: "train".to_string(),
-        test_split: "test".to_string(),
-        image_size: 32,
-        channels: 3,
-        batch_size: 256,
-        limit: None,
-        span: Span::default(),
-    };
+    let root = support::data::cifar10_root();
+    let cfg = support::data::dataset_config(DatasetFormat::ImageFolder, "cifar10", 32, 3);
     let set = load(&cfg, &root, "test", &LoadOptions::default()).unwrap();
     let (strong, light) = byol_pipelines(32);
-    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/augment-cifar10.png");
+    let out = support::project_path("docs/augment-cifar10.png");
     let (width, height) = preview_grid(
         &set,
         &[

@@ -1,23 +1,16 @@
 //! Property tests: readers never panic on arbitrary bytes; colour ops keep their algebra.
 
+mod support;
+
 use std::io::Write;
 
-use fa_lang::ir::{DataConfig, DatasetFormat, Span};
+use fa_lang::ir::{DataConfig, DatasetFormat};
 use fa_torch::data::{load, LoadOptions};
 use proptest::prelude::*;
 
+/// A dataset `d` of 8×8 colour images in `format`.
 fn config(format: DatasetFormat) -> DataConfig {
-    DataConfig {
-        format,
-        path: "d".to_string(),
-        train_split: "train".to_string(),
-        test_split: "test".to_string(),
-        image_size: 8,
-        channels: 3,
-        batch_size: 8,
-        limit: None,
-        span: Span::default(),
-    }
+    support::data::dataset_config(format, "d", 8, 3)
 }
 
 /// An IDX header for `count` images of `rows`×`cols`, then `tail`.
@@ -96,10 +89,6 @@ mod colour {
             / 255.0
     }
 
-    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b).abs().max().double_value(&[])
-    }
-
     proptest! {
         #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
@@ -116,7 +105,7 @@ mod colour {
             let x = image(&values, 2);
             let twice = ops::adjust_hue(&ops::adjust_hue(&x, &[a, b]), &[b, a]);
             let once = ops::adjust_hue(&x, &[a + b, a + b]);
-            prop_assert!(max_diff(&twice, &once) < 1e-5, "{}", max_diff(&twice, &once));
+            prop_assert!(crate::support::tensors::max_abs_difference(&twice, &once) < 1e-5, "{}", crate::support::tensors::max_abs_difference(&twice, &once));
         }
 
         #[test]

@@ -1,35 +1,16 @@
-//! Dataset readers: IDX, CIFAR binary, image folders and archives, their errors, and real data.
+//! Dataset readers on generated files: IDX, CIFAR binary, image folders and archives, their
+//! errors, and the data root. The real datasets are read in `data_real.rs`.
 
 use std::io::Write;
+mod support;
+
 use std::path::{Path, PathBuf};
 
-use fa_lang::ir::{DataConfig, DatasetFormat, Span};
+use fa_lang::ir::{DataConfig, DatasetFormat};
 use fa_torch::data::{data_root, load, DataError, ImageSet, LoadOptions};
 use flate2::write::GzEncoder;
 use flate2::Compression;
-
-fn config(format: DatasetFormat, path: &str, image_size: usize, channels: usize) -> DataConfig {
-    DataConfig {
-        format,
-        path: path.to_string(),
-        train_split: "train".to_string(),
-        test_split: "test".to_string(),
-        image_size,
-        channels,
-        batch_size: 8,
-        limit: None,
-        span: Span::default(),
-    }
-}
-
-/// A file under the shared datasets folder, next to the repository or at /work/shared.
-fn shared(relative: &str) -> Option<PathBuf> {
-    let beside = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/datasets")
-        .join(relative);
-    let fallback = Path::new("/work/shared/datasets").join(relative);
-    [beside, fallback].into_iter().find(|path| path.exists())
-}
+use support::data::dataset_config as config;
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
@@ -585,81 +566,26 @@ fn impossible_configurations_are_errors() {
     }
 }
 
+/// Set in the child process that checks what the environment gives: the expected data root.
+const EXPECTED_DATA_ROOT: &str = "FA_TEST_EXPECTED_DATA_ROOT";
+
 #[test]
 fn data_root_prefers_the_flag_then_the_environment() {
+    // The child processes started below run this test again with the environment to check.
+    if let Some(expected) = std::env::var_os(EXPECTED_DATA_ROOT) {
+        assert_eq!(data_root(None), PathBuf::from(expected));
+        assert_eq!(data_root(Some(Path::new("/x/y"))), PathBuf::from("/x/y"));
+        return;
+    }
     assert_eq!(data_root(Some(Path::new("/x/y"))), PathBuf::from("/x/y"));
-    // This is the only test that touches the variable.
-    std::env::set_var("FA_DATA_ROOT", "/from/env");
-    assert_eq!(data_root(None), PathBuf::from("/from/env"));
-    std::env::remove_var("FA_DATA_ROOT");
-    assert_eq!(data_root(None), PathBuf::from("data"));
-}
-
-#[test]
-fn real_cifar10_test_archive() {
-    let Some(archive) = shared("cifar10/test.tar.gz") else {
-        eprintln!(
-            "skipping: cifar10/test.tar.gz is not in ../shared/datasets or /work/shared/datasets"
+    // Setting the variable here would race with other threads reading the environment.
+    for (value, expected) in [(Some("/from/env"), "/from/env"), (None, "data")] {
+        support::process::run_test_in_child(
+            "data_root_prefers_the_flag_then_the_environment",
+            &[
+                ("FA_DATA_ROOT", value),
+                (EXPECTED_DATA_ROOT, Some(expected)),
+            ],
         );
-        return;
-    };
-    let root = archive.parent().unwrap().parent().unwrap();
-    let set = load(
-        &config(DatasetFormat::ImageFolder, "cifar10", 32, 3),
-        root,
-        "test",
-        &LoadOptions::default(),
-    )
-    .unwrap();
-    assert_eq!(
-        (set.len, set.channels, set.height, set.width, set.skipped),
-        (10_000, 3, 32, 32, 0)
-    );
-    assert_eq!(
-        set.classes,
-        [
-            "airplane",
-            "automobile",
-            "bird",
-            "cat",
-            "deer",
-            "dog",
-            "frog",
-            "horse",
-            "ship",
-            "truck"
-        ]
-    );
-    let labels = set.labels.as_ref().unwrap();
-    for class in 0..10 {
-        assert_eq!(labels.iter().filter(|&&l| l == class).count(), 1000);
-    }
-    // Real photographs: pixels spread over the range, not a constant fill.
-    let mean = set.images.iter().map(|&v| v as f64).sum::<f64>() / set.images.len() as f64;
-    assert!((90.0..160.0).contains(&mean), "mean pixel {mean}");
-}
-
-#[test]
-fn real_fashion_mnist() {
-    let root = Path::new("/usr/share/datasets");
-    if !root
-        .join("fashion-mnist/train-images-idx3-ubyte.gz")
-        .exists()
-    {
-        eprintln!("skipping: Fashion-MNIST absent (apt-get install -y dataset-fashion-mnist)");
-        return;
-    }
-    let cfg = config(DatasetFormat::Idx, "fashion-mnist", 28, 1);
-    let train = load(&cfg, root, "train", &LoadOptions::default()).unwrap();
-    let test = load(&cfg, root, "test", &LoadOptions::default()).unwrap();
-    assert_eq!(
-        (train.len, train.channels, train.height, train.width),
-        (60_000, 1, 28, 28)
-    );
-    assert_eq!(test.len, 10_000);
-    assert_eq!(train.classes.len(), 10);
-    let labels = test.labels.as_ref().unwrap();
-    for class in 0..10 {
-        assert_eq!(labels.iter().filter(|&&l| l == class).count(), 1000);
     }
 }

@@ -1,6 +1,8 @@
 //! The library API the CLI uses: overrides, sweeps, cell names, `fa none` as the identity,
 //! I/O errors, and the values validation records for lowering.
 
+mod support;
+
 use fa_lang::driver::{compile_file, compile_source};
 use fa_lang::ir::{Combine, FaMethod, LrScaling, NodeKind};
 use fa_lang::resolve::Override;
@@ -8,10 +10,6 @@ use std::path::Path;
 
 fn set(text: &str) -> Override {
     text.parse().expect("well-formed override")
-}
-
-fn root() {
-    std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).expect("crate root exists");
 }
 
 #[test]
@@ -37,7 +35,7 @@ fn override_parsing() {
 
 #[test]
 fn overrides_change_the_model() {
-    root();
+    support::enter_project_root();
     let overrides = [
         set("optim.lr=0.3"),
         set("train.epochs=1"),
@@ -77,7 +75,7 @@ fn missing_file_is_an_io_error() {
 
 #[test]
 fn table_one_rows_have_six_cells_and_no_fa_is_the_baseline() {
-    root();
+    support::enter_project_root();
     let compiled =
         compile_file(Path::new("models/table1/parallel_predictor.fa"), &[]).expect("valid");
     let names: Vec<&str> = compiled
@@ -122,7 +120,7 @@ fn table_one_rows_have_six_cells_and_no_fa_is_the_baseline() {
 
 #[test]
 fn post_predictor_nn_term_is_gradient_free() {
-    root();
+    support::enter_project_root();
     let compiled = compile_file(
         Path::new("models/table1/post_predictor.fa"),
         &[set("fa=nn")],
@@ -146,7 +144,7 @@ fn post_predictor_nn_term_is_gradient_free() {
 
 #[test]
 fn byol_four_samples_free_loss() {
-    root();
+    support::enter_project_root();
     let compiled = compile_file(
         Path::new("models/table4/byol_fa.fa"),
         &[set("samples=4"), set("combine=free"), set("fa=nn")],
@@ -172,7 +170,7 @@ fn byol_four_samples_free_loss() {
 
 #[test]
 fn shapes_and_order() {
-    root();
+    support::enter_project_root();
     let compiled = compile_file(Path::new("models/quickstart.fa"), &[]).expect("valid");
     let valid = &compiled.cells[0].1;
     assert_eq!(valid.views().len(), 2);
@@ -230,7 +228,7 @@ fn errors_are_sorted_and_all_reported() {
 
 #[test]
 fn dot_marks_stopgrad_fa_and_ema() {
-    root();
+    support::enter_project_root();
     let compiled = compile_file(Path::new("models/quickstart.fa"), &[]).expect("valid");
     let dot = fa_lang::graph::to_dot(&compiled.cells[0].1);
     assert!(dot.starts_with("digraph \"quickstart\" {"));

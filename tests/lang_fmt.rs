@@ -1,23 +1,8 @@
 //! The formatter: idempotent, keeps every comment, preserves meaning, and models/ is formatted.
 
-use std::path::{Path, PathBuf};
+mod support;
 
-fn model_files() -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut stack = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("models")];
-    while let Some(folder) = stack.pop() {
-        for entry in std::fs::read_dir(&folder).expect("models/ is readable") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "fa") {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
-    files
-}
+use support::{model_files, relative_to_project};
 
 fn comment_texts(text: &str) -> Vec<String> {
     fa_lang::syntax::comments::comments(text)
@@ -27,9 +12,7 @@ fn comment_texts(text: &str) -> Vec<String> {
 }
 
 fn graph_texts(name: &str, text: &str) -> Vec<String> {
-    let compiled = fa_lang::driver::compile_source(name, text, &[])
-        .unwrap_or_else(|r| panic!("{}", fa_lang::diag::render(&r, 100, false)));
-    compiled
+    support::models::compile_text(name, text)
         .cells
         .iter()
         .map(|(_, valid)| fa_lang::graph::to_text(valid))
@@ -38,16 +21,11 @@ fn graph_texts(name: &str, text: &str) -> Vec<String> {
 
 #[test]
 fn formatting_is_idempotent_and_keeps_comments_and_meaning() {
-    std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).expect("crate root exists");
+    support::enter_project_root();
     for path in model_files() {
         let source = std::fs::read_to_string(&path).expect("readable");
-        let once = fa_lang::fmt::format_source(&source).unwrap_or_else(|r| {
-            panic!(
-                "{}: {}",
-                path.display(),
-                fa_lang::diag::render(&r, 100, false)
-            )
-        });
+        let once = fa_lang::fmt::format_source(&source)
+            .unwrap_or_else(|r| panic!("{}: {}", path.display(), support::models::render(&r)));
         let twice = fa_lang::fmt::format_source(&once).expect("formatted output parses");
         assert_eq!(
             once,
@@ -61,10 +39,7 @@ fn formatting_is_idempotent_and_keeps_comments_and_meaning() {
             "{}: comments changed",
             path.display()
         );
-        let relative = path
-            .strip_prefix(env!("CARGO_MANIFEST_DIR"))
-            .expect("inside the crate");
-        let name = relative.to_string_lossy().into_owned();
+        let name = relative_to_project(&path).to_string_lossy().into_owned();
         if !name.ends_with("common.fa") {
             // The same folder, so `use` paths still resolve.
             assert_eq!(

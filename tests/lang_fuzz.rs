@@ -1,41 +1,94 @@
 //! The front end never panics or hangs: random bytes, mutated model files, huge, deeply
 //! nested, NUL-filled and non-UTF-8 inputs all end in a result (usually diagnostics).
 
+mod support;
+
+use std::sync::OnceLock;
+
 use proptest::prelude::*;
 
-/// Compiles `bytes` as a file next to the models (so `use` paths resolve) and formats it.
-fn run(bytes: &[u8]) -> bool {
+/// Compiles `bytes` as a file next to the models (so `use` paths resolve), formats it, and
+/// checks what every stage gave back:
+///
+/// - a compiled file has at least one cell, and each cell draws as non-empty text and as a
+///   complete GraphViz graph;
+/// - a file that does not compile has at least one error, and the rendered report is not
+///   empty;
+/// - formatted text formats to itself, and when the original compiled, the formatted text
+///   compiles to the same graphs; text the formatter refuses has at least one error.
+fn check(bytes: &[u8]) -> Result<(), TestCaseError> {
     let text = String::from_utf8_lossy(bytes);
-    let compiled = fa_lang::driver::compile_source("models/fuzz_input.fa", &text, &[]);
-    let _ = fa_lang::fmt::format_source(&text);
-    match compiled {
+    let name = "models/fuzz_input.fa";
+    let compiled = fa_lang::driver::compile_source(name, &text, &[]);
+    let graphs = match &compiled {
         Ok(compiled) => {
-            for (_, valid) in &compiled.cells {
-                let _ = fa_lang::graph::to_text(valid);
-                let _ = fa_lang::graph::to_dot(valid);
+            prop_assert!(!compiled.cells.is_empty(), "a compiled file has no cell");
+            let mut graphs = Vec::new();
+            for (cell, valid) in &compiled.cells {
+                let graph = fa_lang::graph::to_text(valid);
+                prop_assert!(!graph.trim().is_empty(), "{}: empty text graph", cell.name);
+                let dot = fa_lang::graph::to_dot(valid);
+                prop_assert!(
+                    dot.starts_with("digraph ") && dot.trim_end().ends_with('}'),
+                    "{}: incomplete dot graph:\n{dot}",
+                    cell.name
+                );
+                graphs.push(graph);
             }
-            true
+            Some(graphs)
         }
         Err(report) => {
-            let _ = fa_lang::diag::render(&report, 100, false);
-            report.has_errors()
+            prop_assert!(report.has_errors(), "compilation failed without an error");
+            let rendered = support::models::render(report);
+            prop_assert!(
+                !rendered.trim().is_empty(),
+                "an empty report for {:?}",
+                report.codes()
+            );
+            None
         }
-    }
-}
-
-fn model_sources() -> Vec<String> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
-    let mut out = Vec::new();
-    for folder in ["", "table1", "table4", "table5"] {
-        for entry in std::fs::read_dir(root.join(folder)).expect("models/ exists") {
-            let path = entry.expect("entry").path();
-            if path.extension().is_some_and(|e| e == "fa") {
-                out.push(std::fs::read_to_string(path).expect("readable"));
+    };
+    match fa_lang::fmt::format_source(&text) {
+        Ok(formatted) => {
+            let again = fa_lang::fmt::format_source(&formatted);
+            prop_assert!(
+                again.as_ref().is_ok_and(|again| *again == formatted),
+                "formatting is not idempotent:\n{formatted}"
+            );
+            if let Some(graphs) = graphs {
+                let compiled = fa_lang::driver::compile_source(name, &formatted, &[]);
+                let formatted_graphs: Option<Vec<String>> = compiled.ok().map(|compiled| {
+                    compiled
+                        .cells
+                        .iter()
+                        .map(|(_, valid)| fa_lang::graph::to_text(valid))
+                        .collect()
+                });
+                prop_assert_eq!(
+                    Some(graphs),
+                    formatted_graphs,
+                    "formatting changed the model"
+                );
             }
         }
+        Err(report) => {
+            prop_assert!(report.has_errors(), "the formatter failed without an error");
+        }
     }
-    out.sort();
-    out
+    Ok(())
+}
+
+/// The text of every file in `models/`, read once.
+fn model_sources() -> &'static [String] {
+    static SOURCES: OnceLock<Vec<String>> = OnceLock::new();
+    SOURCES.get_or_init(|| {
+        let sources: Vec<String> = support::model_files()
+            .iter()
+            .map(|path| std::fs::read_to_string(path).expect("model files are readable"))
+            .collect();
+        assert!(!sources.is_empty(), "models/ holds model files");
+        sources
+    })
 }
 
 proptest! {
@@ -43,13 +96,13 @@ proptest! {
 
     #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
-        std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).expect("crate root exists");
-        run(&bytes);
+        support::enter_project_root();
+        check(&bytes)?;
     }
 
     #[test]
     fn mutated_models_never_panic(index in 0usize..64, edits in proptest::collection::vec((any::<prop::sample::Index>(), 0u8..4, any::<u8>()), 1..8)) {
-        std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).expect("crate root exists");
+        support::enter_project_root();
         let sources = model_sources();
         let mut bytes = sources[index % sources.len()].clone().into_bytes();
         for (position, kind, byte) in edits {
@@ -64,7 +117,7 @@ proptest! {
                 _ => bytes.insert(at, byte),
             }
         }
-        run(&bytes);
+        check(&bytes)?;
     }
 }
 
@@ -125,7 +178,10 @@ fn ten_megabyte_inputs_finish() {
         "model m\npipeline p = [crop]\nencoder f = convnet(8)\nx = view(p){}\n",
         " -> stopgrad".repeat(500_000)
     );
-    let _ = fa_lang::driver::compile_source("chain.fa", &chain, &[]);
+    // It finishes either way; a refusal says why.
+    if let Err(report) = fa_lang::driver::compile_source("chain.fa", &chain, &[]) {
+        assert!(report.has_errors(), "refused without an error");
+    }
 }
 
 #[test]

@@ -2,15 +2,15 @@
 //! and the rendered diagnostics (no colour, width 100). A file's first line names the code it
 //! must produce (`// expect: fa::...`); an optional `// set: key=value` line adds an override.
 
+mod support;
+
 use std::path::Path;
 
 use fa_lang::resolve::Override;
 
 /// Compiles `path` and returns the source with its rendered diagnostics and their codes.
 fn check(path: &Path) -> (String, Vec<String>) {
-    let relative = path
-        .strip_prefix(env!("CARGO_MANIFEST_DIR"))
-        .unwrap_or(path);
+    let relative = support::relative_to_project(path);
     let bytes = std::fs::read(relative).expect("test file is readable");
     let source = String::from_utf8_lossy(&bytes).into_owned();
     let overrides: Vec<Override> = source
@@ -25,7 +25,7 @@ fn check(path: &Path) -> (String, Vec<String>) {
         Ok(compiled) => compiled.report,
         Err(report) => report,
     };
-    let rendered = fa_lang::diag::render(&report, 100, false);
+    let rendered = support::models::render(&report);
     let codes = report.codes().into_iter().map(str::to_string).collect();
     (
         format!("{source}\n---- diagnostics ----\n{rendered}"),
@@ -35,7 +35,7 @@ fn check(path: &Path) -> (String, Vec<String>) {
 
 #[test]
 fn invalid_files() {
-    std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).expect("crate root exists");
+    support::enter_project_root();
     let mut missing = Vec::new();
     insta::glob!("lang/invalid", "*.fa", |path| {
         let (snapshot, codes) = check(path);
@@ -58,7 +58,7 @@ fn invalid_files() {
 
 #[test]
 fn every_code_is_documented() {
-    std::env::set_current_dir(env!("CARGO_MANIFEST_DIR")).expect("crate root exists");
+    support::enter_project_root();
     let docs = std::fs::read_to_string("docs/language.md").expect("docs/language.md exists");
     for entry in std::fs::read_dir("tests/lang/invalid").expect("folder exists") {
         let path = entry.expect("entry").path();

@@ -1,25 +1,10 @@
 //! The lowering of every file in `models/`: the plan of every sweep cell is pinned by a
 //! snapshot, and every cell takes one forward and backward step on the CPU.
 
-use std::path::Path;
+mod support;
 
-use fa_lang::driver::compile_file;
-use fa_lang::resolve::Override;
-
-fn cells(path: &Path, overrides: &[&str]) -> Vec<(String, fa_lang::valid::ValidModel)> {
-    let overrides: Vec<Override> = overrides.iter().map(|o| o.parse().unwrap()).collect();
-    let compiled = compile_file(path, &overrides)
-        .unwrap_or_else(|report| panic!("{}", fa_lang::diag::render(&report, 100, false)));
-    compiled
-        .cells
-        .into_iter()
-        .map(|(cell, valid)| (cell.name, valid))
-        .collect()
-}
-
-fn is_library(path: &Path) -> bool {
-    path.file_name().is_some_and(|name| name == "common.fa")
-}
+use support::models::cells;
+use support::{is_library, model_files};
 
 /// Operations and totals of every cell; the full parameter table of the file's first cell
 /// (the cells of one file share their modules and differ in FA nodes and banks, which the
@@ -54,9 +39,7 @@ fn the_plan_of_every_model_and_sweep_cell() {
 #[test]
 fn every_model_and_sweep_cell_takes_a_finite_forward_and_backward_step() {
     use tch::{nn, Device, Kind, Tensor};
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
-    let mut files: Vec<_> = walk(&root);
-    files.sort();
+    let files = model_files();
     let mut stepped = 0;
     for path in files.iter().filter(|p| !is_library(p)) {
         // Small images and batches keep ResNet-50 cheap; the widths are the file's own.
@@ -83,16 +66,4 @@ fn every_model_and_sweep_cell_takes_a_finite_forward_and_backward_step() {
         }
     }
     assert!(stepped >= 100, "only {stepped} cells stepped");
-}
-fn walk(folder: &Path) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(folder).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(walk(&path));
-        } else if path.extension().is_some_and(|e| e == "fa") {
-            found.push(path);
-        }
-    }
-    found
 }

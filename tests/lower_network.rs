@@ -1,15 +1,18 @@
 //! The tch network: VarStore against the plan, forward and backward of every architecture,
 //! combining, gradient flow and the EMA update.
 
+mod support;
+
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use fa_lang::ir::{BankConfig, FaMethod, ModuleKind, ModuleRole, NnGrad, Norm, Stem};
+use fa_lang::ir::{BankConfig, FaMethod, NnGrad};
 use fa_lang::plan::{plan, ParamKind};
-use fa_lang::testing::{architecture, every_fa_method, nn, Architecture, ModelBuilder, Widths};
+use fa_lang::testing::{architecture, every_fa_method, nn, Architecture, Widths};
 use fa_lang::valid::ValidModel;
 use fa_torch::lower::Network;
 use fa_torch::schedule::ema_momentum;
+use support::models::{fixture, fixture_cells};
 use tch::{nn as tnn, Device, Kind, Tensor};
 
 /// libtorch's random generator is global: tests that seed it, or draw from it, run one at a
@@ -114,48 +117,25 @@ fn varstore_equals_plan_for_resnet18_cifar() {
 #[test]
 fn resnet_trainable_counts_in_the_varstore() {
     let _serial = serial();
-    for (depth, stem, expected) in [
-        (18, Stem::Imagenet, 11_176_512),
-        (50, Stem::Cifar, 23_500_352),
-        (50, Stem::Imagenet, 23_508_032),
-    ] {
-        let valid = ModelBuilder::new("count", 3, 32)
-            .module("f", ModuleRole::Encoder, ModuleKind::ResNet { depth, stem })
-            .module(
-                "g",
-                ModuleRole::Projector,
-                ModuleKind::Mlp {
-                    widths: vec![8],
-                    norm: Norm::None,
-                    last_norm: false,
-                },
-            )
-            .view("a", "weak")
-            .view("b", "weak")
-            .apply("ha", "f", "a")
-            .apply("za", "g", "ha")
-            .apply("hb", "f", "b")
-            .apply("zb", "g", "hb")
-            .loss(
-                "term",
-                fa_lang::ir::LossKind::InfoNce {
-                    tau: 0.2,
-                    negatives: fa_lang::ir::Negatives::Positives,
-                },
-                false,
-                "za",
-                "zb",
-            )
-            .validate();
+    let expected_counts = [
+        ("resnet_counts[resnet=resnet18_imagenet]", 11_176_512),
+        ("resnet_counts[resnet=resnet50_cifar]", 23_500_352),
+        ("resnet_counts[resnet=resnet50_imagenet]", 23_508_032),
+    ];
+    let cells = fixture_cells("resnet_counts.fa");
+    let names: Vec<&str> = cells.iter().map(|(name, _)| name.as_str()).collect();
+    let expected_names: Vec<&str> = expected_counts.iter().map(|(name, _)| *name).collect();
+    assert_eq!(names, expected_names);
+    for ((name, valid), (_, expected)) in cells.iter().zip(expected_counts) {
         let store = tnn::VarStore::new(Device::Cpu);
-        let _network = Network::new(&store.root(), &valid).unwrap();
+        let _network = Network::new(&store.root(), valid).unwrap();
         let variables = store.variables();
         let trainable: usize = variables
             .iter()
             .filter(|(name, tensor)| name.starts_with("f.") && tensor.requires_grad())
             .map(|(_, tensor)| tensor.numel())
             .sum();
-        assert_eq!(trainable, expected, "resnet{depth} {stem:?}");
+        assert_eq!(trainable, expected, "{name}");
         assert!(!variables["f.bn1.running_mean"].requires_grad());
     }
 }
@@ -262,48 +242,7 @@ fn term_names_carry_fa_sample_numbers() {
 fn stopgrad_blocks_the_positive_branch() {
     let _serial = serial();
     // Only the positive branch feeds the projector `g2`; behind a stop-gradient it gets none.
-    let valid = ModelBuilder::new("sg", 3, 16)
-        .module(
-            "f",
-            ModuleRole::Encoder,
-            ModuleKind::ConvNet { widths: vec![4] },
-        )
-        .module(
-            "g",
-            ModuleRole::Projector,
-            ModuleKind::Mlp {
-                widths: vec![8],
-                norm: Norm::Batch,
-                last_norm: false,
-            },
-        )
-        .module(
-            "g2",
-            ModuleRole::Projector,
-            ModuleKind::Mlp {
-                widths: vec![8],
-                norm: Norm::Batch,
-                last_norm: false,
-            },
-        )
-        .view("a", "weak")
-        .view("b", "weak")
-        .apply("ha", "f", "a")
-        .apply("za", "g", "ha")
-        .apply("hb", "f", "b")
-        .apply("zb", "g2", "hb")
-        .stopgrad("positive", "zb")
-        .loss(
-            "term",
-            fa_lang::ir::LossKind::InfoNce {
-                tau: 0.2,
-                negatives: fa_lang::ir::Negatives::Positives,
-            },
-            false,
-            "za",
-            "positive",
-        )
-        .validate();
+    let valid = fixture("stopgrad_branch.fa");
     let (store, _, output) = step(&valid, 4);
     output.total.backward();
     let grads = grads_by_name(&store);

@@ -1,19 +1,19 @@
 //! Parity with PyTorch: losses, FA operators, MLP heads and a ResNet-18 forward agree with
 //! float64 references written by `scripts/fixtures_lower.py`.
 
+mod support;
+
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use fa_lang::ir::{FeatureShape, ModuleKind, Norm, Stem};
 use fa_torch::lower::fa::{apply_mask, l2_normalize, mixup, straight_through, Bank};
 use fa_torch::lower::layers::build_module;
 use fa_torch::lower::loss::{byol_loss, info_nce};
+use support::tensors::assert_close_relative;
 use tch::{nn, Device, Kind, Tensor};
 
 fn fixture(name: &str) -> HashMap<String, Tensor> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/lower")
-        .join(name);
+    let path = support::project_path("tests/fixtures/lower").join(name);
     Tensor::read_safetensors(&path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         .into_iter()
@@ -23,20 +23,6 @@ fn fixture(name: &str) -> HashMap<String, Tensor> {
 /// A float32 copy of a float64 reference input.
 fn input(values: &HashMap<String, Tensor>, name: &str) -> Tensor {
     values[name].to_kind(Kind::Float)
-}
-
-/// Asserts `actual` (float32) matches the float64 `expected` to `tolerance`, relative to
-/// the largest magnitude in `expected`.
-#[track_caller]
-fn check(actual: &Tensor, expected: &Tensor, tolerance: f64, what: &str) {
-    assert_eq!(actual.size(), expected.size(), "{what}: shape");
-    let actual = actual.to_kind(Kind::Double);
-    let scale = expected.abs().max().double_value(&[]).max(1e-12);
-    let error = (&actual - expected).abs().max().double_value(&[]);
-    assert!(
-        error <= tolerance * scale,
-        "{what}: max error {error:e} > {tolerance:e} × {scale:e}"
-    );
 }
 
 /// The closed-form weights of `scripts/fixtures_lower.py::synthetic`.
@@ -84,10 +70,10 @@ fn info_nce_matches_pytorch() {
     let a = input(&values, "infonce_a").set_requires_grad(true);
     let b = input(&values, "infonce_b").set_requires_grad(true);
     let loss = info_nce(&a, &b, 0.2);
-    check(&loss.reshape([1]), &values["infonce_loss"], 1e-6, "loss");
+    assert_close_relative(&loss.reshape([1]), &values["infonce_loss"], 1e-6, "loss");
     loss.backward();
-    check(&a.grad(), &values["infonce_grad_a"], 1e-5, "grad a");
-    check(&b.grad(), &values["infonce_grad_b"], 1e-5, "grad b");
+    assert_close_relative(&a.grad(), &values["infonce_grad_a"], 1e-5, "grad a");
+    assert_close_relative(&b.grad(), &values["infonce_grad_b"], 1e-5, "grad b");
 }
 
 #[test]
@@ -96,19 +82,19 @@ fn byol_loss_matches_pytorch() {
     let p = input(&values, "byol_p").set_requires_grad(true);
     let z = input(&values, "byol_z").set_requires_grad(true);
     let loss = byol_loss(&p, &z);
-    check(&loss.reshape([1]), &values["byol_loss"], 1e-6, "loss");
+    assert_close_relative(&loss.reshape([1]), &values["byol_loss"], 1e-6, "loss");
     loss.backward();
-    check(&p.grad(), &values["byol_grad_p"], 1e-5, "grad p");
-    check(&z.grad(), &values["byol_grad_z"], 1e-5, "grad z");
+    assert_close_relative(&p.grad(), &values["byol_grad_p"], 1e-5, "grad p");
+    assert_close_relative(&z.grad(), &values["byol_grad_z"], 1e-5, "grad z");
 }
 
 /// Runs `augment` on the unit fixture feature and checks its output and gradient.
 fn check_fa(values: &HashMap<String, Tensor>, name: &str, augment: impl Fn(&Tensor) -> Tensor) {
     let f = input(values, "f").set_requires_grad(true);
     let out = augment(&l2_normalize(&f));
-    check(&out, &values[&format!("{name}_out")], 1e-6, name);
+    assert_close_relative(&out, &values[&format!("{name}_out")], 1e-6, name);
     grad_of(&out, &input(values, "weights"));
-    check(
+    assert_close_relative(
         &f.grad(),
         &values[&format!("{name}_grad")],
         1e-5,
@@ -135,7 +121,7 @@ fn nn_lookup_and_straight_through_match_pytorch() {
     let found = bank.lookup(&l2_normalize(&f), &values["query_indices"], 3, true);
     assert!(found.indices.equal(&values["nn_indices"]), "{found:?}");
     for j in 0..3 {
-        check(
+        assert_close_relative(
             &found.features[j],
             &values[&format!("nn_{j}")],
             1e-6,
@@ -197,30 +183,30 @@ fn mlp_heads_match_pytorch() {
         load_synthetic(&store, name);
         let x = input(&values, "x").set_requires_grad(true);
         let out = module.forward(&x, true);
-        check(&out, &values[&format!("{name}_out")], 1e-5, name);
+        assert_close_relative(&out, &values[&format!("{name}_out")], 1e-5, name);
         grad_of(&out, &input(&values, &format!("{name}_weights")));
-        check(
+        assert_close_relative(
             &x.grad(),
             &values[&format!("{name}_grad_x")],
             1e-5,
             "grad x",
         );
         let w0 = &store.variables()[&format!("{name}.layers.0.linear.weight")];
-        check(
+        assert_close_relative(
             &w0.grad(),
             &values[&format!("{name}_grad_w0")],
             1e-5,
             "grad w0",
         );
         let running = &store.variables()[&format!("{name}.layers.0.bn.running_var")];
-        check(
+        assert_close_relative(
             running,
             &values[&format!("{name}_running_var0")],
             1e-6,
             "running var",
         );
         let eval = tch::no_grad(|| module.forward(&input(&values, "x"), false));
-        check(&eval, &values[&format!("{name}_eval_out")], 1e-5, "eval");
+        assert_close_relative(&eval, &values[&format!("{name}_eval_out")], 1e-5, "eval");
     }
 }
 
@@ -243,10 +229,10 @@ fn resnet18_cifar_matches_torchvision() {
     let out = module.forward(&x, false);
     // Float32 through 17 convolutions: 1e-5 of the largest output is what float32 sums of
     // up to 4,608 products keep; see the report for measured errors.
-    check(&out, &values["eval_out"], 1e-5, "eval out");
+    assert_close_relative(&out, &values["eval_out"], 1e-5, "eval out");
     grad_of(&out, &input(&values, "weights"));
-    check(&x.grad(), &values["eval_grad_x"], 1e-5, "grad x");
-    check(
+    assert_close_relative(&x.grad(), &values["eval_grad_x"], 1e-5, "grad x");
+    assert_close_relative(
         &store.variables()["f.conv1.weight"].grad(),
         &values["eval_grad_conv1"],
         1e-5,
@@ -257,14 +243,14 @@ fn resnet18_cifar_matches_torchvision() {
     // PyTorch's own float32 result is `train_f32_error` (about 8e-5) off the float64 one, so
     // we ask for no more than twice that.
     let reference_error = values["train_f32_error"].double_value(&[0]);
-    check(
+    assert_close_relative(
         &train,
         &values["train_out"],
         (2.0 * reference_error).max(1e-5),
         "train out",
     );
     let running = &store.variables()["f.layer4.1.bn2.running_mean"];
-    check(
+    assert_close_relative(
         running,
         &values["train_running_mean_layer4"],
         1e-5,

@@ -150,6 +150,8 @@ fn plan_shapes_carry_fa_samples() {
 
 #[test]
 fn plan_prints_operations_and_parameter_table() {
+    // Built in code rather than from a `.fa` fixture: the snapshot names the loss term
+    // `term`, and a `.fa` file names each term after its two sides (`za~positive`).
     let valid = ModelBuilder::new("small", 1, 28)
         .module(
             "f",

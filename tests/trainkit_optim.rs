@@ -1,19 +1,23 @@
 //! SGD and LARS against float64 PyTorch / reference fixtures, a hand-worked LARS step, the
 //! exclusion of 1-D parameters under LARS (SGD decays every parameter, as PyTorch), gradient clipping and the optimiser state round-trip.
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use fa_lang::ir::{LearningRate, LrScaling, OptimConfig, OptimKind, Schedule, Span};
 use fa_torch::optim::Optimizer;
 use fa_torch::train::checkpoint::CheckpointError;
+use support::tensors::assert_close_relative;
 use tch::{Kind, Tensor};
 
 const NAMES: [&str; 3] = ["a_weight", "b_bias", "c_conv"];
 
+/// Agreement with the float64 references, relative to the largest reference magnitude.
+const TOLERANCE: f64 = 1e-6;
+
 fn fixtures() -> BTreeMap<String, Tensor> {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/trainkit/optim.safetensors");
+    let path = support::project_path("tests/fixtures/trainkit/optim.safetensors");
     Tensor::read_safetensors(&path)
         .expect("fixture readable")
         .into_iter()
@@ -52,16 +56,6 @@ fn set_gradients(optimizer: &mut Optimizer, params: &[(String, Tensor)], grads: 
     loss.backward();
 }
 
-fn assert_close(actual: &Tensor, expected: &Tensor, what: &str) {
-    assert_eq!(actual.size(), expected.size(), "{what}: shape");
-    let difference = (actual - expected).abs().max().double_value(&[]);
-    let scale = expected.abs().max().double_value(&[]).max(1e-12);
-    assert!(
-        difference <= 1e-6 * scale,
-        "{what}: max difference {difference} (scale {scale})"
-    );
-}
-
 /// Runs three steps of `kind` on the fixture's parameters and gradients and compares every
 /// step's parameters and the final momentum buffers with the fixture's `label/…` values.
 fn check_against_fixture(kind: OptimKind, label: &str) {
@@ -83,18 +77,20 @@ fn check_against_fixture(kind: OptimKind, label: &str) {
         set_gradients(&mut optimizer, &params, &grads);
         optimizer.step(*lr);
         for (name, parameter) in &params {
-            assert_close(
+            assert_close_relative(
                 parameter,
                 &fixtures[&format!("{label}/{step}/{name}")],
+                TOLERANCE,
                 &format!("{label} step {step} {name}"),
             );
         }
     }
     let state: BTreeMap<String, Tensor> = optimizer.state().into_iter().collect();
     for name in NAMES {
-        assert_close(
+        assert_close_relative(
             &state[&format!("optim/{name}")],
             &fixtures[&format!("{label}/buffer/{name}")],
+            TOLERANCE,
             &format!("{label} buffer {name}"),
         );
     }
