@@ -94,6 +94,10 @@ pub enum Command {
         /// Continue from the run folder's latest checkpoint.
         #[arg(long)]
         resume: bool,
+        /// Replace the run already in the run folder (its metrics, model, summary and
+        /// checkpoints are removed first).
+        #[arg(long, conflicts_with = "resume")]
+        overwrite: bool,
         /// Where dataset paths are resolved (default: $FA_DATA_ROOT, else ./data).
         #[arg(long)]
         data_root: Option<PathBuf>,

@@ -205,6 +205,7 @@ pub const SECTIONS: Vocabulary = Vocabulary(&[
             "precision",
             "checkpoint_every",
             "knn_every",
+            "keep_checkpoints",
         ],
         "the training run",
     ),

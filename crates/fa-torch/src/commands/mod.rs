@@ -28,6 +28,8 @@ pub struct TrainArgs {
     pub out: Option<PathBuf>,
     pub device: String,
     pub resume: bool,
+    /// Replace a run already in the folder.
+    pub overwrite: bool,
     pub data_root: Option<PathBuf>,
     pub log: LogFormat,
     pub max_steps: Option<u64>,
@@ -156,12 +158,15 @@ pub fn train(args: &TrainArgs) -> Result<Outcome, CommandError> {
         device,
         data_root: data_root(args.data_root.as_deref()),
         resume: args.resume,
+        overwrite: args.overwrite,
         log: args.log,
         max_steps: args.max_steps,
         skip_eval: args.no_eval,
         source: model_source(&cell.model),
     };
-    let summary = crate::train::train(&valid, &options)?;
+    crate::train::interrupt::install();
+    let summary = crate::train::train(&valid, &options)
+        .map_err(|error| error::with_resume_command(error, || error::resume_command_line(true)))?;
     if args.log == LogFormat::Json {
         let mut value = serde_json::to_value(&summary).expect("summaries serialise");
         value["kind"] = "summary".into();
