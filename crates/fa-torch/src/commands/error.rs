@@ -40,6 +40,15 @@ pub enum CommandError {
     #[error("no view named `{view}`")]
     #[diagnostic(code(fa::usage))]
     NoSuchView { view: String },
+    #[error("{} does not exist", .path.display())]
+    #[diagnostic(code(fa::usage), help("give a run folder written by fa train (--out), or a checkpoint file in its checkpoints folder"))]
+    NoSuchRun { path: PathBuf },
+    #[error("{} is not a run folder: it has no model.json", .path.display())]
+    #[diagnostic(code(fa::usage), help("give a run folder written by fa train (--out), or a checkpoint file in its checkpoints folder"))]
+    NotARunFolder { path: PathBuf },
+    #[error("{} is a file outside a run folder, so its model (RUN/model.json) is unknown", .path.display())]
+    #[diagnostic(code(fa::usage), help("give the run folder, or a checkpoint inside RUN/checkpoints/ of the run that trained it"))]
+    LooseCheckpoint { path: PathBuf },
     #[error("no run folders given")]
     #[diagnostic(code(fa::usage))]
     NoRuns,

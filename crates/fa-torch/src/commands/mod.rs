@@ -178,6 +178,44 @@ pub fn train(args: &TrainArgs) -> Result<Outcome, CommandError> {
     Ok(Outcome::Success)
 }
 
+/// The run folder of `path`: `path` itself when it is a run folder, the run a checkpoint
+/// file belongs to (`<run>/checkpoints/<file>`), or an error saying which of them it is not.
+fn run_folder_of(path: &Path) -> Result<PathBuf, CommandError> {
+    let has_model = |folder: &Path| folder.join("model.json").is_file();
+    if path.is_dir() {
+        return if has_model(path) {
+            Ok(path.to_path_buf())
+        } else {
+            Err(CommandError::NotARunFolder {
+                path: path.to_path_buf(),
+            })
+        };
+    }
+    if !path.exists() {
+        return Err(CommandError::NoSuchRun {
+            path: path.to_path_buf(),
+        });
+    }
+    let parent = path.parent().unwrap_or(Path::new(""));
+    let run = match parent.parent() {
+        Some(run) if run.as_os_str().is_empty() => Path::new("."),
+        Some(run) => run,
+        None => Path::new(".."),
+    };
+    let in_checkpoints = parent
+        .canonicalize()
+        .ok()
+        .and_then(|parent| parent.file_name().map(|name| name == "checkpoints"))
+        .unwrap_or(false);
+    if in_checkpoints && has_model(run) {
+        Ok(run.to_path_buf())
+    } else {
+        Err(CommandError::LooseCheckpoint {
+            path: path.to_path_buf(),
+        })
+    }
+}
+
 /// Reads the resolved model a run folder stores and validates it again.
 fn load_run_model(run: &Path) -> Result<ValidModel, CommandError> {
     let path = run.join("model.json");
@@ -206,14 +244,7 @@ pub fn eval(args: &EvalArgs) -> Result<Outcome, CommandError> {
     } = args;
     let (run, knn, linear, root) = (run.as_path(), *knn, *linear, root.as_deref());
     // A checkpoint file lives in `<run>/checkpoints/`; the run folder holds the model.
-    let folder = if run.is_file() {
-        run.parent()
-            .and_then(Path::parent)
-            .unwrap_or(Path::new("."))
-    } else {
-        run
-    };
-    let valid = load_run_model(folder)?;
+    let valid = load_run_model(&run_folder_of(run)?)?;
     let device = device(device_name)?;
     let both = !knn && !linear;
     let options = EvalOptions {
@@ -229,7 +260,7 @@ pub fn eval(args: &EvalArgs) -> Result<Outcome, CommandError> {
 
 /// `fa export --backbone`: the encoder's weights under torchvision's names.
 pub fn export(run: &Path, backbone_out: &Path) -> Result<Outcome, CommandError> {
-    let valid = load_run_model(run)?;
+    let valid = load_run_model(&run_folder_of(run)?)?;
     let names = crate::export::export_backbone(&valid, run, backbone_out)?;
     eprintln!("wrote {} tensors to {}", names, backbone_out.display());
     Ok(Outcome::Success)

@@ -89,6 +89,29 @@ pub enum TrainError {
         train_classes: String,
         test_classes: String,
     },
+    #[error("{} belongs to another model", .path.display())]
+    #[diagnostic(
+        code(fa::usage),
+        help(
+            "export a checkpoint of this run, or give the run folder the checkpoint was trained in"
+        )
+    )]
+    ForeignCheckpoint {
+        path: PathBuf,
+        source: CheckpointError,
+    },
+    #[error("refusing to write the export {} into the run's checkpoint folder {}, where it could replace a checkpoint", .out.display(), .checkpoints.display())]
+    #[diagnostic(code(fa::usage), help("give --backbone a path outside the checkpoints folder, for example RUN/backbone.safetensors"))]
+    ExportIntoCheckpoints { out: PathBuf, checkpoints: PathBuf },
+    #[error("cannot write the export {}: the folder {} does not exist", .out.display(), .folder.display())]
+    #[diagnostic(
+        code(fa::usage),
+        help("create the folder first, or give --backbone a path in an existing folder")
+    )]
+    ExportFolderMissing { out: PathBuf, folder: PathBuf },
+    #[error("cannot write the export {}: it is a folder; --backbone names the file to write", .out.display())]
+    #[diagnostic(code(fa::usage))]
+    ExportOntoFolder { out: PathBuf },
     #[error("no tensor of the backbone `{backbone}` in {}", .path.display())]
     #[diagnostic(code(fa::train))]
     EmptyExport { backbone: String, path: PathBuf },
