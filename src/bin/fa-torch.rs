@@ -11,6 +11,7 @@ use fa_torch::commands::{self, EvalArgs, SweepArgs, TrainArgs};
 use fa_torch::train::LogFormat;
 
 fn main() -> ExitCode {
+    fa::exit_quietly_on_closed_pipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Doctor => commands::doctor(),
