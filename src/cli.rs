@@ -112,7 +112,7 @@ pub enum Command {
         /// Train only the sweep cell with this name.
         #[arg(long)]
         cell: Option<String>,
-        /// f32, bf16 or f16; the same as `--set train.precision=...` (bf16 autocasts the
+        /// f32 or bf16; the same as `--set train.precision=...` (bf16 autocasts the
         /// forward pass on CUDA; the CPU trains in float32).
         #[arg(long)]
         precision: Option<String>,
@@ -136,8 +136,8 @@ pub enum Command {
         file: PathBuf,
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<Override>,
-        /// Seeds per cell.
-        #[arg(long, default_value_t = 1)]
+        /// Seeds per cell (at least 1).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
         seeds: u64,
         #[arg(long)]
         out: Option<PathBuf>,

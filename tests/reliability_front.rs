@@ -89,3 +89,24 @@ fn checking_ten_megabytes_of_repeated_definitions_ends_quickly_with_the_first_pr
         "took {elapsed:?}, more than {limit} s"
     );
 }
+
+#[test]
+fn sweep_refuses_zero_seeds_and_f16_is_not_offered() {
+    let output = fa(&["sweep", "tests/cli/tiny_sweep.fa", "--seeds", "0"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--seeds"), "{stderr}");
+
+    let output = fa(&[
+        "check",
+        "models/quickstart.fa",
+        "--set",
+        "train.precision=f16",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("`f16` is not a valid `precision`"),
+        "{stderr}"
+    );
+}

@@ -351,8 +351,8 @@ pub fn train(record: Option<&Record>, fallback: Span, diags: &mut Vec<Diagnostic
         defaults.precision,
         &[
             ("f32", Precision::F32),
+            // f16 is not offered: every device refuses it (see fa_torch::train::precision).
             ("bf16", Precision::Bf16),
-            ("f16", Precision::F16),
         ],
         diags,
     );
