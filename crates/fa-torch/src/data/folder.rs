@@ -40,7 +40,6 @@ impl Source {
 const MAX_MEMBER_BYTES: u64 = 256 << 20;
 
 /// Whether a file name has an image extension this reader decodes.
-
 fn is_image(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     [".jpg", ".jpeg", ".png"]
