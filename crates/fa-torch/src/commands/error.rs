@@ -41,7 +41,7 @@ pub enum CommandError {
     #[diagnostic(code(fa::usage))]
     NoSuchView { view: String },
     #[error("{} does not exist", .path.display())]
-    #[diagnostic(code(fa::usage), help("give a run folder written by fa train (--out), or a checkpoint file in its checkpoints folder"))]
+    #[diagnostic(code(fa::usage), help("give a run folder written by fa train --out (it holds model.json and checkpoints/), or a checkpoint file in its checkpoints folder"))]
     NoSuchRun { path: PathBuf },
     #[error("{} is not a run folder: it has no model.json", .path.display())]
     #[diagnostic(code(fa::usage), help("give a run folder written by fa train (--out), or a checkpoint file in its checkpoints folder"))]
