@@ -113,6 +113,7 @@ fn fa_throughput(
         device,
         data_root: root.to_path_buf(),
         resume: false,
+        overwrite: false,
         log: LogFormat::Quiet,
         max_steps: Some(settings.warmup + settings.steps),
         skip_eval: true,

@@ -94,6 +94,10 @@ pub enum Command {
         /// Continue from the run folder's latest checkpoint.
         #[arg(long)]
         resume: bool,
+        /// Replace the run already in the run folder (its metrics, model, summary and
+        /// checkpoints are removed first).
+        #[arg(long, conflicts_with = "resume")]
+        overwrite: bool,
         /// Where dataset paths are resolved (default: $FA_DATA_ROOT, else ./data).
         #[arg(long)]
         data_root: Option<PathBuf>,
@@ -108,7 +112,7 @@ pub enum Command {
         /// Train only the sweep cell with this name.
         #[arg(long)]
         cell: Option<String>,
-        /// f32, bf16 or f16; the same as `--set train.precision=...` (bf16 autocasts the
+        /// f32 or bf16; the same as `--set train.precision=...` (bf16 autocasts the
         /// forward pass on CUDA; the CPU trains in float32).
         #[arg(long)]
         precision: Option<String>,
@@ -132,8 +136,8 @@ pub enum Command {
         file: PathBuf,
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<Override>,
-        /// Seeds per cell.
-        #[arg(long, default_value_t = 1)]
+        /// Seeds per cell (at least 1).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
         seeds: u64,
         #[arg(long)]
         out: Option<PathBuf>,

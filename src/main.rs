@@ -9,6 +9,7 @@ use fa::front;
 use fa_lang::driver::Outcome;
 
 fn main() -> ExitCode {
+    fa::exit_quietly_on_closed_pipe();
     let cli = Cli::parse();
     if cli.command.needs_libtorch() {
         return fa::backend::run_backend(std::env::args_os().skip(1));

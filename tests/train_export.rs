@@ -32,6 +32,7 @@ fn an_exported_resnet18_backbone_loads_into_torchvision_and_computes_the_same_fe
         device: Device::Cpu,
         data_root: root,
         resume: false,
+        overwrite: false,
         log: LogFormat::Quiet,
         max_steps: Some(1),
         skip_eval: true,

@@ -24,6 +24,7 @@ fn options(
         device: Device::Cpu,
         data_root: root.to_path_buf(),
         resume,
+        overwrite: false,
         log: LogFormat::Quiet,
         max_steps,
         skip_eval,

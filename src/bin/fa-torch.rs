@@ -11,6 +11,7 @@ use fa_torch::commands::{self, EvalArgs, SweepArgs, TrainArgs};
 use fa_torch::train::LogFormat;
 
 fn main() -> ExitCode {
+    fa::exit_quietly_on_closed_pipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Doctor => commands::doctor(),
@@ -20,6 +21,7 @@ fn main() -> ExitCode {
             out,
             device,
             resume,
+            overwrite,
             data_root,
             log_format,
             max_steps,
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
                 out,
                 device,
                 resume,
+                overwrite,
                 data_root,
                 log: log(log_format),
                 max_steps,

@@ -14,6 +14,7 @@ use fa_lang::valid::ValidModel;
 /// Writes the backbone's tensors of the latest checkpoint of `run` under torchvision's names
 /// (the module prefix stripped); returns how many tensors were written.
 pub fn export_backbone(valid: &ValidModel, run: &Path, out: &Path) -> Result<usize, TrainError> {
+    check_destination(run, out)?;
     let path = if run.is_file() {
         run.to_path_buf()
     } else {
@@ -22,7 +23,20 @@ pub fn export_backbone(valid: &ValidModel, run: &Path, out: &Path) -> Result<usi
         })?
     };
     let ckpt = checkpoint::load(&path, Device::Cpu)?;
-    let (_vs, network) = build_network(valid, Device::Cpu, 0, Purpose::Init)?;
+    let (vs, network) = build_network(valid, Device::Cpu, 0, Purpose::Init)?;
+    // A checkpoint of another model (another width, another channel count) is refused with
+    // every difference, as resuming refuses it, instead of exporting weights that do not fit.
+    let expected: Vec<(String, Vec<i64>)> = vs
+        .variables()
+        .into_iter()
+        .map(|(name, tensor)| (format!("model/{name}"), tensor.size()))
+        .collect();
+    checkpoint::check_compatible(&ckpt, &expected).map_err(|source| {
+        TrainError::ForeignCheckpoint {
+            path: path.clone(),
+            source,
+        }
+    })?;
     let backbone = network.backbone_name().to_string();
     let prefix = format!("model/{backbone}.");
     let tensors: Vec<(String, Tensor)> = ckpt
@@ -46,6 +60,48 @@ pub fn export_backbone(valid: &ValidModel, run: &Path, out: &Path) -> Result<usi
         let _ = std::fs::remove_file(&temporary);
         return Err(error.into());
     }
-    std::fs::rename(&temporary, out).map_err(io(format!("cannot write {}", out.display())))?;
+    if let Err(error) = std::fs::rename(&temporary, out) {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(io(format!("cannot write {}", out.display()))(error));
+    }
     Ok(tensors.len())
+}
+
+/// Refuses an export file that would land in the run's checkpoint folder (where it could
+/// replace a checkpoint), in a folder that does not exist, or on a folder.
+fn check_destination(run: &Path, out: &Path) -> Result<(), TrainError> {
+    let folder = match out.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    if !folder.is_dir() {
+        return Err(TrainError::ExportFolderMissing {
+            out: out.to_path_buf(),
+            folder: folder.to_path_buf(),
+        });
+    }
+    if out.is_dir() {
+        return Err(TrainError::ExportOntoFolder {
+            out: out.to_path_buf(),
+        });
+    }
+    let run_folder = if run.is_file() {
+        run.parent()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("."))
+    } else {
+        run
+    };
+    let checkpoints = checkpoint::checkpoint_folder(run_folder);
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same(folder, &checkpoints) {
+        return Err(TrainError::ExportIntoCheckpoints {
+            out: out.to_path_buf(),
+            checkpoints,
+        });
+    }
+    Ok(())
 }

@@ -199,13 +199,24 @@ pub fn render(report: &Report, width: usize, color: bool) -> String {
     if let Some(error) = &report.io {
         out.push_str(&format!("error: {error}\n"));
     }
-    for diagnostic in &report.diagnostics {
+    for diagnostic in report.diagnostics.iter().take(MAX_RENDERED) {
         let rendered = Rendered::new(diagnostic, &report.sources);
         // Writing into a String cannot fail.
         let _ = handler.render_report(&mut out, &rendered);
     }
+    let hidden = report.diagnostics.len().saturating_sub(MAX_RENDERED);
+    if hidden > 0 {
+        out.push_str(&format!(
+            "… and {hidden} more problems not shown; fix the ones above and check again\n"
+        ));
+    }
     out
 }
+
+/// The most diagnostics rendered for one report. Rendering costs time in the size of the
+/// file for each diagnostic, so a large file with a problem on every line (a file repeated
+/// a thousand times) would otherwise take minutes to report; the first ones show the way.
+pub const MAX_RENDERED: usize = 100;
 
 /// A diagnostic prepared for miette: owns a copy of its source so it can be rendered alone.
 #[derive(Debug)]

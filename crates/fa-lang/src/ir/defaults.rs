@@ -93,9 +93,15 @@ impl Default for TrainConfig {
             precision: Precision::F32,
             checkpoint_every: 10,
             knn_every: 0,
+            keep_checkpoints: 3,
             span: Span::default(),
         }
     }
+}
+
+/// The default of `train.keep_checkpoints`, for model files stored before the key existed.
+pub(crate) fn keep_checkpoints() -> usize {
+    TrainConfig::default().keep_checkpoints
 }
 
 impl Default for EvalConfig {

@@ -466,6 +466,9 @@ pub struct TrainConfig {
     pub checkpoint_every: usize,
     /// Run kNN evaluation every this many epochs (0: only at the end).
     pub knn_every: usize,
+    /// How many of the latest checkpoints a run keeps (at least 1); older ones are removed.
+    #[serde(default = "defaults::keep_checkpoints")]
+    pub keep_checkpoints: usize,
     pub span: Span,
 }
 

@@ -434,6 +434,10 @@ pub fn thousands(value: usize) -> String {
     out
 }
 
+/// The widest a column of the printed plan is padded to; longer names overflow their column
+/// (the formatter refuses widths above 65,535, and no table reads well at 80 either).
+const MAX_COLUMN: usize = 80;
+
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "model {}", self.model)?;
@@ -445,19 +449,21 @@ impl fmt::Display for Plan {
             .map(|op| op.node.chars().count())
             .max()
             .unwrap_or(4)
-            .max(4);
+            .clamp(4, MAX_COLUMN);
         let path_width = self
             .ops
             .iter()
             .map(|op| op.param_path.as_deref().unwrap_or("-").chars().count())
             .max()
-            .unwrap_or(1);
+            .unwrap_or(1)
+            .min(MAX_COLUMN);
         let config_width = self
             .ops
             .iter()
             .map(|op| op.config.chars().count())
             .max()
-            .unwrap_or(1);
+            .unwrap_or(1)
+            .min(MAX_COLUMN);
         for op in &self.ops {
             let inputs = if op.inputs.is_empty() {
                 "-".to_string()
@@ -480,7 +486,13 @@ impl fmt::Display for Plan {
         }
         writeln!(f)?;
         writeln!(f, "parameters:")?;
-        let name_width = self.params.iter().map(|p| p.name.len()).max().unwrap_or(4);
+        let name_width = self
+            .params
+            .iter()
+            .map(|p| p.name.len())
+            .max()
+            .unwrap_or(4)
+            .min(MAX_COLUMN);
         for param in &self.params {
             let shape = format!("{:?}", param.shape);
             let kind = match param.kind {

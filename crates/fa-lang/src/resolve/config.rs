@@ -358,13 +358,14 @@ pub fn train(record: Option<&Record>, fallback: Span, diags: &mut Vec<Diagnostic
         defaults.precision,
         &[
             ("f32", Precision::F32),
+            // f16 is not offered: every device refuses it (see fa_torch::train::precision).
             ("bf16", Precision::Bf16),
-            ("f16", Precision::F16),
         ],
         diags,
     );
     let checkpoint_every = p.usize("checkpoint_every", defaults.checkpoint_every, 1, diags);
     let knn_every = p.usize("knn_every", defaults.knn_every, 0, diags);
+    let keep_checkpoints = p.usize("keep_checkpoints", defaults.keep_checkpoints, 1, diags);
     let span = p.span;
     p.finish(diags);
     TrainConfig {
@@ -373,6 +374,7 @@ pub fn train(record: Option<&Record>, fallback: Span, diags: &mut Vec<Diagnostic
         precision,
         checkpoint_every,
         knn_every,
+        keep_checkpoints,
         span,
     }
 }

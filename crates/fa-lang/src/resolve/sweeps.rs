@@ -10,6 +10,9 @@ use crate::ir::{self, Span};
 use crate::syntax::ast::{Expr, ExprKind};
 use crate::syntax::SourceMap;
 
+/// The most cells a sweep may expand into.
+pub const MAX_CELLS: usize = 10_000;
+
 impl Program {
     pub fn expand(
         &self,
@@ -123,6 +126,35 @@ impl Program {
             axes.push((sweep.name.text.clone(), values));
         }
         let _ = main_file;
+        // Counted before the grid is built: a sweep of 10^8 cells would exhaust the memory
+        // before any cell could be reported.
+        let count = axes
+            .iter()
+            .try_fold(1usize, |count, (_, values)| count.checked_mul(values.len()));
+        if count.is_none_or(|count| count > MAX_CELLS) {
+            let span = self
+                .sweeps
+                .iter()
+                .find(|sweep| Some(&sweep.name.text) == axes.first().map(|(name, _)| name))
+                .map_or(Span::default(), |sweep| sweep.name.span);
+            let sizes: Vec<String> = axes
+                .iter()
+                .map(|(name, values)| format!("{name}: {}", values.len()))
+                .collect();
+            let count = count.map_or("more than 2^64".to_string(), |count| count.to_string());
+            diags.push(
+                Diagnostic::error(
+                    "fa::resolve::sweep_too_large",
+                    span,
+                    format!(
+                        "the sweep has {count} cells ({}), more than the {MAX_CELLS} fa expands",
+                        sizes.join(", ")
+                    ),
+                    "one axis of the grid",
+                )
+                .with_help("narrow an axis to one value with --set AXIS=LABEL, or split the sweep over several files"),
+            );
+        }
         if diags.iter().any(Diagnostic::is_error) {
             return Vec::new();
         }

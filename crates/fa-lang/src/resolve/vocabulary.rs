@@ -214,6 +214,7 @@ pub const SECTIONS: Vocabulary = Vocabulary(&[
             "precision",
             "checkpoint_every",
             "knn_every",
+            "keep_checkpoints",
         ],
         "the training run",
     ),

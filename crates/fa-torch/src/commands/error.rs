@@ -40,6 +40,15 @@ pub enum CommandError {
     #[error("no view named `{view}`")]
     #[diagnostic(code(fa::usage))]
     NoSuchView { view: String },
+    #[error("{} does not exist", .path.display())]
+    #[diagnostic(code(fa::usage), help("give a run folder written by fa train --out (it holds model.json and checkpoints/), or a checkpoint file in its checkpoints folder"))]
+    NoSuchRun { path: PathBuf },
+    #[error("{} is not a run folder: it has no model.json", .path.display())]
+    #[diagnostic(code(fa::usage), help("give a run folder written by fa train (--out), or a checkpoint file in its checkpoints folder"))]
+    NotARunFolder { path: PathBuf },
+    #[error("{} is a file outside a run folder, so its model (RUN/model.json) is unknown", .path.display())]
+    #[diagnostic(code(fa::usage), help("give the run folder, or a checkpoint inside RUN/checkpoints/ of the run that trained it"))]
+    LooseCheckpoint { path: PathBuf },
     #[error("no run folders given")]
     #[diagnostic(code(fa::usage))]
     NoRuns,
@@ -68,6 +77,18 @@ pub enum CommandError {
     #[error(transparent)]
     #[diagnostic(code(fa::train))]
     Plot(#[from] PlotError),
+    #[error("stopped by {signal} after step {step}; the checkpoint {} holds the progress", .checkpoint.display())]
+    #[diagnostic(code(fa::interrupted))]
+    Interrupted {
+        signal: &'static str,
+        /// The signal's number; the command exits with 128 plus it (130 for SIGINT).
+        number: i32,
+        step: u64,
+        checkpoint: PathBuf,
+        /// How to continue: the command line that was run, with `--resume`.
+        #[help]
+        resume: String,
+    },
     #[error(transparent)]
     #[diagnostic(transparent)]
     Train(#[from] TrainError),
@@ -77,10 +98,68 @@ impl CommandError {
     /// Usage and I/O problems exit with 2; a run that failed exits with 1. The diagnostic
     /// code is the one place that says which: `fa::train` marks a run that failed.
     pub fn exit_code(&self) -> u8 {
+        if let CommandError::Interrupted { number, .. } = self {
+            return (128 + number).clamp(1, 255) as u8;
+        }
         match miette::Diagnostic::code(self) {
             Some(code) if code.to_string() == "fa::train" => 1,
             _ => 2,
         }
+    }
+}
+
+/// Turns a run stopped by a signal into the command's error, with the command line that
+/// continues it; `resume` is that command line. Other errors pass through.
+pub(crate) fn with_resume_command(
+    error: TrainError,
+    resume: impl FnOnce() -> String,
+) -> CommandError {
+    match error {
+        TrainError::Interrupted {
+            signal,
+            number,
+            step,
+            checkpoint,
+        } => CommandError::Interrupted {
+            signal,
+            number,
+            step,
+            checkpoint,
+            resume: format!("continue it with: {}", resume()),
+        },
+        other => CommandError::Train(other),
+    }
+}
+
+/// The command line of this process as `fa` would be typed, with `--overwrite` dropped and
+/// `--resume` added when `resume_flag` (a sweep resumes by itself). Arguments that a shell
+/// would split or expand are single-quoted.
+pub(crate) fn resume_command_line(resume_flag: bool) -> String {
+    let mut words = vec!["fa".to_string()];
+    let mut has_resume = false;
+    for argument in std::env::args_os().skip(1) {
+        let argument = argument.to_string_lossy().into_owned();
+        if argument == "--overwrite" {
+            continue;
+        }
+        has_resume |= argument == "--resume";
+        words.push(shell_quote(&argument));
+    }
+    if resume_flag && !has_resume {
+        words.push("--resume".to_string());
+    }
+    words.join(" ")
+}
+
+fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
     }
 }
 

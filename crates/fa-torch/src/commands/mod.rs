@@ -28,6 +28,8 @@ pub struct TrainArgs {
     pub out: Option<PathBuf>,
     pub device: String,
     pub resume: bool,
+    /// Replace a run already in the folder.
+    pub overwrite: bool,
     pub data_root: Option<PathBuf>,
     pub log: LogFormat,
     pub max_steps: Option<u64>,
@@ -156,12 +158,15 @@ pub fn train(args: &TrainArgs) -> Result<Outcome, CommandError> {
         device,
         data_root: data_root(args.data_root.as_deref()),
         resume: args.resume,
+        overwrite: args.overwrite,
         log: args.log,
         max_steps: args.max_steps,
         skip_eval: args.no_eval,
         source: model_source(&cell.model),
     };
-    let summary = crate::train::train(&valid, &options)?;
+    crate::train::interrupt::install();
+    let summary = crate::train::train(&valid, &options)
+        .map_err(|error| error::with_resume_command(error, || error::resume_command_line(true)))?;
     if args.log == LogFormat::Json {
         let mut value = serde_json::to_value(&summary).expect("summaries serialise");
         value["kind"] = "summary".into();
@@ -171,6 +176,44 @@ pub fn train(args: &TrainArgs) -> Result<Outcome, CommandError> {
         print_summary(&summary, &out);
     }
     Ok(Outcome::Success)
+}
+
+/// The run folder of `path`: `path` itself when it is a run folder, the run a checkpoint
+/// file belongs to (`<run>/checkpoints/<file>`), or an error saying which of them it is not.
+fn run_folder_of(path: &Path) -> Result<PathBuf, CommandError> {
+    let has_model = |folder: &Path| folder.join("model.json").is_file();
+    if path.is_dir() {
+        return if has_model(path) {
+            Ok(path.to_path_buf())
+        } else {
+            Err(CommandError::NotARunFolder {
+                path: path.to_path_buf(),
+            })
+        };
+    }
+    if !path.exists() {
+        return Err(CommandError::NoSuchRun {
+            path: path.to_path_buf(),
+        });
+    }
+    let parent = path.parent().unwrap_or(Path::new(""));
+    let run = match parent.parent() {
+        Some(run) if run.as_os_str().is_empty() => Path::new("."),
+        Some(run) => run,
+        None => Path::new(".."),
+    };
+    let in_checkpoints = parent
+        .canonicalize()
+        .ok()
+        .and_then(|parent| parent.file_name().map(|name| name == "checkpoints"))
+        .unwrap_or(false);
+    if in_checkpoints && has_model(run) {
+        Ok(run.to_path_buf())
+    } else {
+        Err(CommandError::LooseCheckpoint {
+            path: path.to_path_buf(),
+        })
+    }
 }
 
 /// Reads the resolved model a run folder stores and validates it again.
@@ -201,14 +244,7 @@ pub fn eval(args: &EvalArgs) -> Result<Outcome, CommandError> {
     } = args;
     let (run, knn, linear, root) = (run.as_path(), *knn, *linear, root.as_deref());
     // A checkpoint file lives in `<run>/checkpoints/`; the run folder holds the model.
-    let folder = if run.is_file() {
-        run.parent()
-            .and_then(Path::parent)
-            .unwrap_or(Path::new("."))
-    } else {
-        run
-    };
-    let valid = load_run_model(folder)?;
+    let valid = load_run_model(&run_folder_of(run)?)?;
     let device = device(device_name)?;
     let both = !knn && !linear;
     let options = EvalOptions {
@@ -224,7 +260,7 @@ pub fn eval(args: &EvalArgs) -> Result<Outcome, CommandError> {
 
 /// `fa export --backbone`: the encoder's weights under torchvision's names.
 pub fn export(run: &Path, backbone_out: &Path) -> Result<Outcome, CommandError> {
-    let valid = load_run_model(run)?;
+    let valid = load_run_model(&run_folder_of(run)?)?;
     let names = crate::export::export_backbone(&valid, run, backbone_out)?;
     eprintln!("wrote {} tensors to {}", names, backbone_out.display());
     Ok(Outcome::Success)

@@ -84,12 +84,21 @@ pub fn sweep(args: &SweepArgs) -> Result<Outcome, CommandError> {
                 device,
                 data_root: data_root(root),
                 resume,
+                // The folder holds this sweep's own cell (its model.json matched above),
+                // stopped before its first checkpoint: it starts again.
+                overwrite: !resume,
                 log: LogFormat::Plain,
                 max_steps: None,
                 skip_eval: false,
                 source,
             };
-            summaries.push(crate::train::train(&valid, &options)?);
+            crate::train::interrupt::install();
+            let summary = crate::train::train(&valid, &options).map_err(|error| {
+                super::error::with_resume_command(error, || {
+                    super::error::resume_command_line(false)
+                })
+            })?;
+            summaries.push(summary);
         }
         results.push((cell, summaries));
     }

@@ -36,6 +36,9 @@ impl Source {
     }
 }
 
+/// The largest archive member read as an image (256 MiB); larger ones are refused.
+const MAX_MEMBER_BYTES: u64 = 256 << 20;
+
 /// Whether a file name has an image extension this reader decodes.
 fn is_image(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
@@ -108,7 +111,18 @@ fn list_archive(archive_path: &Path, split: &str, gzipped: bool) -> Result<Listi
             }
             ([class, name], false) if is_image(name) => {
                 let (class, name) = (class.to_string(), name.to_string());
-                let mut bytes = Vec::with_capacity(entry.size() as usize);
+                // The declared size is the archive's word, not a fact: a damaged header could
+                // ask for terabytes. Refuse what no image file needs, and read the rest
+                // without trusting the size for the allocation.
+                if entry.size() > MAX_MEMBER_BYTES {
+                    return Err(DataError::MemberTooLarge {
+                        archive: archive_path.to_path_buf(),
+                        name: path.clone(),
+                        size: entry.size(),
+                        limit: MAX_MEMBER_BYTES,
+                    });
+                }
+                let mut bytes = Vec::with_capacity(entry.size().min(1 << 20) as usize);
                 entry.read_to_end(&mut bytes).map_err(io_error)?;
                 let source = Source::Member {
                     archive: archive_path.to_path_buf(),

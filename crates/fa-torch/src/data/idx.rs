@@ -123,6 +123,13 @@ pub(super) fn load(base: &Path, split: &str, options: &LoadOptions) -> Result<Im
     let image_file = read_maybe_gz(&images_path)?;
     let (dims, pixels) = parse(&images_path, &image_file, IMAGES_MAGIC, "images")?;
     let (count, height, width) = (dims[0], dims[1], dims[2]);
+    if height == 0 || width == 0 {
+        return Err(DataError::EmptyImages {
+            path: images_path,
+            height,
+            width,
+        });
+    }
     let len = options.limit.map_or(count, |limit| limit.min(count));
     let images = pixels[..len * height * width].to_vec();
 

@@ -111,6 +111,21 @@ pub enum DataError {
         labels_path: PathBuf,
         labels: usize,
     },
+    #[error(
+        "{path}: the header declares {height}×{width} images; an image needs at least one pixel"
+    )]
+    EmptyImages {
+        path: PathBuf,
+        height: usize,
+        width: usize,
+    },
+    #[error("{archive}: member {name} declares {size} bytes, more than the {limit} bytes an image file may have; the archive is damaged or not a dataset")]
+    MemberTooLarge {
+        archive: PathBuf,
+        name: String,
+        size: u64,
+        limit: u64,
+    },
     #[error("split `{split}` not found: looked for {looked_for}")]
     MissingSplit { split: String, looked_for: String },
     #[error("cannot decode image {file}: {reason}")]

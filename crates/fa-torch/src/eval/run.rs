@@ -10,7 +10,7 @@ use crate::eval::protocols::{evaluate, Evaluator};
 use crate::train::device_data::{load_split, load_test, DeviceData};
 use crate::train::trainer::{geometry, model_augmenters};
 use crate::train::{load_network, Summary, TrainError};
-use fa_lang::ir::{KnnConfig, LinearConfig, LinearMode};
+use fa_lang::ir::{KnnConfig, LinearConfig};
 use fa_lang::valid::ValidModel;
 
 /// How `fa eval` evaluates a checkpoint.
@@ -55,15 +55,10 @@ pub fn evaluate_run(
     match (linear, model.eval.linear.is_some()) {
         (false, _) => model.eval.linear = None,
         (true, false) => {
+            // The defaults of a file's `eval { linear {} }`, so the flag and the file agree.
             model.eval.linear = Some(LinearConfig {
-                epochs: 60,
-                lr: 1.0,
-                batch_size: 256,
-                momentum: 0.9,
-                weight_decay: 0.0,
-                milestones: vec![40, 50, 55],
-                mode: LinearMode::Features,
                 span,
+                ..LinearConfig::default()
             })
         }
         (true, true) => {}

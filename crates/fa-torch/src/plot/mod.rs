@@ -152,11 +152,23 @@ fn downsample(points: Vec<(f64, f64)>, limit: usize) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// A range covering `values` with a 5% margin, widened when all values are equal.
+/// The largest magnitude an axis reaches: far beyond any loss worth reading, and small
+/// enough that the margins and tick arithmetic of the chart stay finite.
+const AXIS_LIMIT: f64 = 1e12;
+
+/// A range covering the finite `values` with a 5% margin, widened when all values are equal.
+/// Values beyond ±[`AXIS_LIMIT`] are drawn at the limit: a range spanning ±1e308 would
+/// overflow to infinity, on which the chart's tick search never ends.
 fn padded_range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
-    let (low, high) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(low, high), v| {
-        (low.min(v), high.max(v))
-    });
+    let (low, high) = values
+        .filter(|v| v.is_finite())
+        .map(|v| v.clamp(-AXIS_LIMIT, AXIS_LIMIT))
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(low, high), v| {
+            (low.min(v), high.max(v))
+        });
+    if low > high {
+        return 0.0..1.0;
+    }
     let span = high - low;
     let margin = if span > 0.0 {
         span * 0.05
@@ -208,6 +220,18 @@ fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, chart: &Chart) -> Resu
         .draw()
         .map_err(text)?;
     for (index, (label, points)) in chart.series.iter().enumerate() {
+        // Points are drawn within the axes' limits (pixel coordinates of a point at 1e308
+        // overflow), and non-finite ones are left out, as the ranges leave them out.
+        let points: Vec<(f64, f64)> = points
+            .iter()
+            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .map(|&(x, y)| {
+                (
+                    x.clamp(-AXIS_LIMIT, AXIS_LIMIT),
+                    y.clamp(-AXIS_LIMIT, AXIS_LIMIT),
+                )
+            })
+            .collect();
         let colour = Palette99::pick(index).to_rgba();
         let style = ShapeStyle::from(colour).stroke_width(2);
         let drawn = if points.len() == 1 {
@@ -257,5 +281,35 @@ mod tests {
         assert_eq!(range, -0.5..10.5);
         let flat = padded_range([2.0, 2.0].into_iter());
         assert!(flat.start < 2.0 && flat.end > 2.0);
+    }
+
+    #[test]
+    fn losses_spanning_the_whole_double_range_plot_in_finite_time() {
+        let range = padded_range([-1e308, 1e308, f64::NAN, f64::INFINITY].into_iter());
+        assert!(range.start.is_finite() && range.end.is_finite() && range.start < range.end);
+        assert_eq!(padded_range(std::iter::empty()), 0.0..1.0);
+
+        let records: Vec<Record> = [-1e308, 1e308, 0.5]
+            .into_iter()
+            .enumerate()
+            .map(|(index, loss)| Record::Step {
+                step: index as u64 + 1,
+                epoch: 0,
+                loss,
+                terms: Default::default(),
+                lr: 0.1,
+                ema_momentum: None,
+                images_per_s: 1.0,
+                grad_norm: None,
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().to_path_buf();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = sender.send(plot_runs(&[("run".to_string(), records)], &out).is_ok());
+        });
+        let finished = receiver.recv_timeout(std::time::Duration::from_secs(60));
+        assert_eq!(finished, Ok(true), "the plot ends");
     }
 }

@@ -110,6 +110,12 @@ pub enum CheckpointError {
     DuplicateName { name: String },
     #[error("tensor `{name}` has element type {kind}, which checkpoints cannot store")]
     UnsupportedKind { name: String, kind: String },
+    #[error("not enough free space in {} for a checkpoint: it needs {} but {} are free; free some space or lower train.keep_checkpoints", .folder.display(), human_bytes(.needed), human_bytes(.available))]
+    NoSpace {
+        folder: PathBuf,
+        needed: u64,
+        available: u64,
+    },
 }
 
 fn join_mismatches(problems: &[TensorMismatch]) -> String {
@@ -144,36 +150,108 @@ pub fn checkpoint_path(run_dir: &Path, step: u64) -> PathBuf {
         .join(format!("step-{step:09}.safetensors"))
 }
 
-/// The step number encoded in a checkpoint file name, `None` for any other file (temporary
-/// files of an interrupted save included).
-fn step_of_file_name(file_name: &str) -> Option<u64> {
-    let digits = file_name
-        .strip_prefix("step-")?
-        .strip_suffix(".safetensors")?;
-    if digits.is_empty() || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
+/// The folder of `run_dir` that holds its checkpoints.
+pub fn checkpoint_folder(run_dir: &Path) -> PathBuf {
+    run_dir.join(CHECKPOINT_FOLDER)
 }
 
-/// The checkpoint with the highest step in `run_dir/checkpoints`, or `None` when there is
-/// none (or the folder cannot be read). Leftover temporary files are ignored.
-pub fn latest(run_dir: &Path) -> Option<PathBuf> {
-    let entries = std::fs::read_dir(run_dir.join(CHECKPOINT_FOLDER)).ok()?;
-    entries
+/// The step recorded inside a checkpoint, read from its safetensors header alone (the
+/// tensors are neither read nor verified); `None` for a file that is not a checkpoint.
+pub fn stored_step(path: &Path) -> Option<u64> {
+    use std::io::Read;
+
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut length = [0u8; 8];
+    file.read_exact(&mut length).ok()?;
+    let length = u64::from_le_bytes(length);
+    // The cap of `open_verified`: a larger header means the file is something else.
+    if length > 100_000_000 {
+        return None;
+    }
+    let mut header = vec![0u8; length as usize];
+    file.read_exact(&mut header).ok()?;
+    let header: serde_json::Value = serde_json::from_slice(&header).ok()?;
+    let meta = header.get("__metadata__")?.get(META_KEY)?.as_str()?;
+    let meta: CheckpointMeta = serde_json::from_str(meta).ok()?;
+    Some(meta.step)
+}
+
+/// Every checkpoint of `run_dir/checkpoints` with the step stored inside it, by step. The
+/// step comes from the file, never from its name, so a renamed or copied checkpoint is
+/// ordered by what it holds; temporary files (leading dot) and other files are ignored.
+pub fn checkpoints(run_dir: &Path) -> Vec<(u64, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(checkpoint_folder(run_dir)) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(u64, PathBuf)> = entries
         .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_file()))
         .filter(|entry| {
             entry
-                .file_type()
-                .map(|kind| kind.is_file())
-                .unwrap_or(false)
+                .file_name()
+                .to_str()
+                .is_some_and(|name| !name.starts_with('.') && name.ends_with(".safetensors"))
         })
-        .filter_map(|entry| {
-            let step = step_of_file_name(entry.file_name().to_str()?)?;
-            Some((step, entry.path()))
-        })
-        .max_by_key(|(step, _)| *step)
-        .map(|(_, path)| path)
+        .filter_map(|entry| Some((stored_step(&entry.path())?, entry.path())))
+        .collect();
+    found.sort();
+    found
+}
+
+/// The checkpoint with the highest stored step in `run_dir/checkpoints`, or `None` when
+/// there is none (or the folder cannot be read).
+pub fn latest(run_dir: &Path) -> Option<PathBuf> {
+    checkpoints(run_dir).pop().map(|(_, path)| path)
+}
+
+/// Removes all but the `keep` checkpoints with the highest stored steps (at least one is
+/// always kept); returns the files removed.
+pub fn prune(run_dir: &Path, keep: usize) -> Result<Vec<PathBuf>, CheckpointError> {
+    let found = checkpoints(run_dir);
+    let surplus = found.len().saturating_sub(keep.max(1));
+    let mut removed = Vec::new();
+    for (_, path) in found.into_iter().take(surplus) {
+        std::fs::remove_file(&path).map_err(|source| CheckpointError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        removed.push(path);
+    }
+    Ok(removed)
+}
+
+/// Refuses to write `needed` bytes into `folder` when its file system has less free space
+/// (`available`, `None` when it cannot be told), so a full disk is a clear message before
+/// writing instead of a failed write after it.
+pub fn check_space(
+    folder: &Path,
+    needed: u64,
+    available: Option<u64>,
+) -> Result<(), CheckpointError> {
+    match available {
+        Some(available) if available < needed => Err(CheckpointError::NoSpace {
+            folder: folder.to_path_buf(),
+            needed,
+            available,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A byte count for messages, in the largest unit that keeps it above 1.
+fn human_bytes(bytes: &u64) -> String {
+    let units = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = *bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < units.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} bytes")
+    } else {
+        format!("{value:.1} {}", units[unit])
+    }
 }
 
 /// Computes the checksum stored under `fa.sha256` from the metadata JSON and the tensors,
@@ -455,6 +533,16 @@ mod with_torch {
                 reason: format!("safetensors refused the tensors ({error})"),
             }
         })?;
+        let folder = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(folder).map_err(|source| CheckpointError::Io {
+            path: folder.to_path_buf(),
+            source,
+        })?;
+        check_space(
+            folder,
+            bytes.len() as u64,
+            fs4::available_space(folder).ok(),
+        )?;
         write_atomically(path, &bytes)
     }
 
@@ -537,15 +625,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn step_numbers_are_read_only_from_checkpoint_names() {
-        assert_eq!(step_of_file_name("step-000123.safetensors"), Some(123));
-        assert_eq!(
-            step_of_file_name("step-1234567.safetensors"),
-            Some(1_234_567)
+    fn a_checkpoint_larger_than_the_free_space_is_refused_with_the_space_needed() {
+        let folder = Path::new("runs/a/checkpoints");
+        assert!(check_space(folder, 10, Some(10)).is_ok());
+        assert!(check_space(folder, 10, None).is_ok(), "unknown space: try");
+        let error = check_space(folder, 3 * 1024 * 1024, Some(1024)).unwrap_err();
+        let text = error.to_string();
+        assert!(
+            text.contains("needs 3.0 MiB") && text.contains("1.0 KiB are free"),
+            "{text}"
         );
-        assert_eq!(step_of_file_name(".step-000123.safetensors.42.tmp"), None);
-        assert_eq!(step_of_file_name("step-.safetensors"), None);
-        assert_eq!(step_of_file_name("step-12a.safetensors"), None);
     }
 
     #[test]

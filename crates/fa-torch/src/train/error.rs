@@ -50,14 +50,37 @@ pub enum TrainError {
     #[diagnostic(code(fa::usage))]
     NoLabels { split: String },
     #[error("--resume given but {} holds no checkpoint", .run.display())]
-    #[diagnostic(code(fa::usage))]
+    #[diagnostic(
+        code(fa::usage),
+        help("a run stopped before its first checkpoint cannot be resumed; start it afresh with --overwrite")
+    )]
     NothingToResume { run: PathBuf },
     #[error("{} holds no checkpoint", .run.display())]
     #[diagnostic(code(fa::usage))]
     NoCheckpoint { run: PathBuf },
-    #[error("{} already holds a run (checkpoints up to {}); continue it with --resume, or train into another --out", .run.display(), .latest.display())]
+    #[error("{} already holds a run ({}); continue it with --resume, replace it with --overwrite, or train into another --out", .run.display(), .artefacts.join(", "))]
     #[diagnostic(code(fa::usage))]
-    RunExists { run: PathBuf, latest: PathBuf },
+    RunExists {
+        run: PathBuf,
+        /// The run artefacts found there (`metrics.jsonl`, `checkpoints`, …).
+        artefacts: Vec<&'static str>,
+    },
+    #[error("{} is in use by another trainer ({}); wait for it to finish or train into another --out", .run.display(), .holder.map_or("process id unknown".to_string(), |pid| format!("process {pid}")))]
+    #[diagnostic(code(fa::usage))]
+    RunBusy { run: PathBuf, holder: Option<u32> },
+    #[error("--resume and --overwrite contradict each other; give one of them")]
+    #[diagnostic(code(fa::usage))]
+    ResumeAndOverwrite,
+    #[error("stopped by {signal} after step {step}; the checkpoint {} holds the progress", .checkpoint.display())]
+    #[diagnostic(code(fa::interrupted))]
+    Interrupted {
+        /// `SIGINT` or `SIGTERM`.
+        signal: &'static str,
+        /// The signal's number; the command exits with 128 plus it.
+        number: i32,
+        step: u64,
+        checkpoint: PathBuf,
+    },
     #[error("the {test} split's classes ({test_classes}) differ from the {train} split's ({train_classes}), so their labels cannot be compared")]
     #[diagnostic(code(fa::usage))]
     ClassMismatch {
@@ -66,6 +89,29 @@ pub enum TrainError {
         train_classes: String,
         test_classes: String,
     },
+    #[error("{} belongs to another model", .path.display())]
+    #[diagnostic(
+        code(fa::usage),
+        help(
+            "export a checkpoint of this run, or give the run folder the checkpoint was trained in"
+        )
+    )]
+    ForeignCheckpoint {
+        path: PathBuf,
+        source: CheckpointError,
+    },
+    #[error("refusing to write the export {} into the run's checkpoint folder {}, where it could replace a checkpoint", .out.display(), .checkpoints.display())]
+    #[diagnostic(code(fa::usage), help("give --backbone a path outside the checkpoints folder, for example RUN/backbone.safetensors"))]
+    ExportIntoCheckpoints { out: PathBuf, checkpoints: PathBuf },
+    #[error("cannot write the export {}: the folder {} does not exist", .out.display(), .folder.display())]
+    #[diagnostic(
+        code(fa::usage),
+        help("create the folder first, or give --backbone a path in an existing folder")
+    )]
+    ExportFolderMissing { out: PathBuf, folder: PathBuf },
+    #[error("cannot write the export {}: it is a folder; --backbone names the file to write", .out.display())]
+    #[diagnostic(code(fa::usage))]
+    ExportOntoFolder { out: PathBuf },
     #[error("no tensor of the backbone `{backbone}` in {}", .path.display())]
     #[diagnostic(code(fa::train))]
     EmptyExport { backbone: String, path: PathBuf },

@@ -64,6 +64,7 @@ impl Trainer<'_> {
             &checkpoint::checkpoint_path(run, step),
             &Checkpoint { tensors, meta },
         )?;
+        checkpoint::prune(run, self.valid.model().train.keep_checkpoints)?;
         Ok(())
     }
 

@@ -15,10 +15,12 @@ use crate::train::checkpoint;
 use crate::train::device_data::{load_split, load_test, DeviceData};
 use crate::train::epoch::{collapse_warning, EpochStats};
 use crate::train::error::io;
+use crate::train::interrupt;
 use crate::train::metrics::{MetricsWriter, Record};
 use crate::train::precision;
 use crate::train::progress::{LogFormat, Progress};
 use crate::train::resume::keep_metrics_up_to;
+use crate::train::run_folder::{self, RunLock};
 use crate::train::{Summary, TrainError};
 use fa_base::random::{Key, Purpose};
 use fa_lang::ir::{Model, Precision};
@@ -31,6 +33,8 @@ pub struct TrainOptions {
     pub device: Device,
     pub data_root: PathBuf,
     pub resume: bool,
+    /// Replace the run already in `out` (its metrics, model, summary and checkpoints).
+    pub overwrite: bool,
     pub log: LogFormat,
     /// Stop after this many optimiser steps (tests and smoke runs); the schedule still spans
     /// the file's epochs.
@@ -133,21 +137,38 @@ pub(crate) fn geometry(model: &Model, images: usize) -> Result<Geometry, TrainEr
 pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, TrainError> {
     let model = valid.model();
     let started = Instant::now();
+    if options.resume && options.overwrite {
+        return Err(TrainError::ResumeAndOverwrite);
+    }
+    // Held until training ends: one trainer per run folder, whatever else is running.
+    let _lock = RunLock::acquire(&options.out)?;
+    for path in run_folder::remove_stale_temporaries(&options.out) {
+        if options.log != LogFormat::Quiet {
+            eprintln!(
+                "note: removed {}, left by a process that stopped while writing it",
+                path.display()
+            );
+        }
+    }
     // Refuse before any work: a fresh run never mixes with an old one in the same folder.
     let existing = checkpoint::latest(&options.out);
-    match (&existing, options.resume) {
-        (Some(latest), false) => {
-            return Err(TrainError::RunExists {
-                run: options.out.clone(),
-                latest: latest.clone(),
-            })
-        }
-        (None, true) => {
+    if options.resume {
+        if existing.is_none() {
             return Err(TrainError::NothingToResume {
                 run: options.out.clone(),
-            })
+            });
         }
-        _ => {}
+    } else {
+        let artefacts = run_folder::artefacts(&options.out);
+        if !artefacts.is_empty() {
+            if !options.overwrite {
+                return Err(TrainError::RunExists {
+                    run: options.out.clone(),
+                    artefacts,
+                });
+            }
+            run_folder::remove_artefacts(&options.out)?;
+        }
     }
 
     let autocast = precision::uses_autocast(model.train.precision, options.device)?;
@@ -219,6 +240,19 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
     let mut last_saved = options.resume.then_some(step);
 
     while step < last_step {
+        // A step boundary: the place where a signal stops the run with nothing lost.
+        if let Some((signal, number)) = interrupt::requested() {
+            progress.finish();
+            if last_saved != Some(step) {
+                trainer.save(&options.out, step, geo, options)?;
+            }
+            return Err(TrainError::Interrupted {
+                signal,
+                number,
+                step,
+                checkpoint: checkpoint::checkpoint_path(&options.out, step),
+            });
+        }
         let epoch = step / geo.steps_per_epoch;
         let order = Key::new(seed_value, Purpose::DataOrder, epoch)
             .stream(0)
@@ -310,6 +344,14 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
         trainer.save(&options.out, step, geo, options)?;
     }
     progress.finish();
+    if let Some((signal, number)) = interrupt::requested() {
+        return Err(TrainError::Interrupted {
+            signal,
+            number,
+            step,
+            checkpoint: checkpoint::checkpoint_path(&options.out, step),
+        });
+    }
 
     let mut summary = Summary {
         model: model.name.clone(),
