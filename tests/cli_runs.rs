@@ -89,7 +89,11 @@ fn train_writes_metrics_and_a_checkpoint_and_prints_json_lines() {
     assert_eq!(checkpoints, ["step-000000003.safetensors"]);
     let model: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("model.json")).unwrap()).unwrap();
-    assert_eq!(model["name"], "tiny");
+    assert_eq!(
+        model["format"], 2,
+        "model.json records the run-folder format"
+    );
+    assert_eq!(model["model"]["name"], "tiny");
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["steps"], 3);

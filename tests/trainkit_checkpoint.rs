@@ -102,6 +102,27 @@ fn round_trip_is_bit_identical() {
 }
 
 #[test]
+fn a_checkpoint_of_another_run_format_is_refused_with_both_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = checkpoint_path(dir.path(), 5);
+    let mut old = meta(5);
+    old.format_version = FORMAT_VERSION - 1;
+    save(
+        &path,
+        &Checkpoint {
+            tensors: tensors(),
+            meta: old,
+        },
+    )
+    .unwrap();
+    let error = load(&path, Device::Cpu).unwrap_err();
+    assert!(matches!(error, CheckpointError::Format { found, .. } if found == FORMAT_VERSION - 1));
+    let message = error.to_string();
+    assert!(message.contains(&format!("run format {}", FORMAT_VERSION - 1)), "{message}");
+    assert!(message.contains(&format!("reads format {FORMAT_VERSION}")), "{message}");
+}
+
+#[test]
 fn truncated_files_are_refused_as_truncated() {
     let dir = tempfile::tempdir().unwrap();
     let path = saved(dir.path(), 1);

@@ -52,11 +52,11 @@ pub enum CommandError {
     #[error("no run folders given")]
     #[diagnostic(code(fa::usage))]
     NoRuns,
-    #[error("{} is not a model: {source}", .path.display())]
+    #[error("{}: {source}", .path.display())]
     #[diagnostic(code(fa::train))]
     NotAModel {
         path: PathBuf,
-        source: serde_json::Error,
+        source: crate::train::stored_model::StoredModelError,
     },
     #[error("{} no longer validates ({count} problems)", .path.display())]
     #[diagnostic(code(fa::train))]

@@ -130,7 +130,7 @@ fn print_summary(summary: &Summary, run: &Path) {
 /// The resolved model as a run folder stores it (`model.json`) and checkpoints record it;
 /// a sweep compares it with the stored one to recognise its own runs.
 fn model_source(model: &Model) -> String {
-    serde_json::to_string_pretty(model).expect("models serialise")
+    crate::train::stored_model::to_json(model)
 }
 
 /// `fa train`: compile, train, evaluate, print the summary.
@@ -223,10 +223,11 @@ fn load_run_model(run: &Path) -> Result<ValidModel, CommandError> {
         path: path.clone(),
         source,
     })?;
-    let model: Model = serde_json::from_str(&text).map_err(|source| CommandError::NotAModel {
-        path: path.clone(),
-        source,
-    })?;
+    let model: Model =
+        crate::train::stored_model::from_json(&text).map_err(|source| CommandError::NotAModel {
+            path: path.clone(),
+            source,
+        })?;
     fa_lang::valid::validate(model).map_err(|problems| CommandError::StoredModelInvalid {
         path,
         count: problems.len(),

@@ -56,7 +56,7 @@ pub fn sweep(args: &SweepArgs) -> Result<Outcome, CommandError> {
             // as this sweep's.
             let source = model_source(&model);
             if let Ok(stored) = std::fs::read_to_string(run.join("model.json")) {
-                if stored != source {
+                if !crate::train::stored_model::same_configuration(&stored, &source) {
                     return Err(CommandError::SweepConflict {
                         run,
                         cell: cell.name.clone(),

@@ -20,8 +20,10 @@ use sha2::{Digest, Sha256};
 
 pub use fa_base::fsio::write_file_atomically;
 
-/// Version of the checkpoint layout; bumped when the meaning of stored names changes.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the run-folder format (checkpoints and `model.json`); bumped when a stored run
+/// would resume differently. 2: the random streams of `docs/randomness.md` (version 1 drew
+/// from per-step seeds), so a version-1 run is refused rather than resumed with other draws.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Key of the JSON-encoded [`CheckpointMeta`] in the safetensors metadata header.
 const META_KEY: &str = "fa.meta";
@@ -102,6 +104,8 @@ pub enum CheckpointError {
         expected: String,
         found: String,
     },
+    #[error("checkpoint {path} was written in run format {found}; this fa reads format {FORMAT_VERSION} (docs/randomness.md) and would not resume it the same way: train into a new folder, or use the fa that wrote it")]
+    Format { path: PathBuf, found: u32 },
     #[error("{path} is not a checkpoint: {reason}")]
     NotACheckpoint { path: PathBuf, reason: String },
     #[error("checkpoint does not match the model: {}", join_mismatches(.problems))]
@@ -384,6 +388,12 @@ fn open_verified<'a>(
     let meta: CheckpointMeta = serde_json::from_str(meta_json).map_err(|error| {
         not_a_checkpoint(format!("its `{META_KEY}` entry is not valid ({error})"))
     })?;
+    if meta.format_version != FORMAT_VERSION {
+        return Err(CheckpointError::Format {
+            path: path.to_path_buf(),
+            found: meta.format_version,
+        });
+    }
     Ok((tensors, meta))
 }
 

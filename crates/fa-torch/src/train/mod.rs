@@ -17,6 +17,7 @@ mod progress;
 pub(crate) mod resume;
 pub mod run_folder;
 mod step;
+pub mod stored_model;
 mod summary;
 pub mod table;
 pub(crate) mod trainer;

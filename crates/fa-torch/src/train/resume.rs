@@ -81,7 +81,7 @@ impl Trainer<'_> {
         let ckpt = checkpoint::load(path, device)?;
         if !source.is_empty()
             && !ckpt.meta.source.is_empty()
-            && ckpt.meta.source != source
+            && !super::stored_model::same_configuration(&ckpt.meta.source, source)
             && log != LogFormat::Quiet
         {
             eprintln!(
