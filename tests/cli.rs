@@ -24,7 +24,12 @@ fn check_treats_a_file_without_model_as_a_library_and_passes_every_model_file() 
         .chain(files.iter().map(String::as_str))
         .collect();
     let output = expect_code(fa(&args), 0, "every file of models/");
-    let count = |marker: &str| stderr(&output).lines().filter(|l| l.contains(marker)).count();
+    let count = |marker: &str| {
+        stderr(&output)
+            .lines()
+            .filter(|l| l.contains(marker))
+            .count()
+    };
     let libraries = files.iter().filter(|f| f.ends_with("common.fa")).count();
     assert!(libraries >= 1);
     assert_eq!(count(": a library of"), libraries);

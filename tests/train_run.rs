@@ -42,7 +42,7 @@ fn a_tiny_model_learns_more_than_its_random_initialisation_and_does_not_collapse
     let dir = tempfile::tempdir().unwrap();
     let valid = model(
         "tests/train/tiny.fa",
-        &["data.limit=4096", "train.epochs=3"],
+        &["data.limit=4096", "data.batch=32", "train.epochs=3"],
     );
     let summary = run(&valid, &options(dir.path(), &root, None, false, false));
     let knn = summary.knn.expect("kNN ran").top1;

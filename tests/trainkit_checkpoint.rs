@@ -118,8 +118,14 @@ fn a_checkpoint_of_another_run_format_is_refused_with_both_versions() {
     let error = load(&path, Device::Cpu).unwrap_err();
     assert!(matches!(error, CheckpointError::Format { found, .. } if found == FORMAT_VERSION - 1));
     let message = error.to_string();
-    assert!(message.contains(&format!("run format {}", FORMAT_VERSION - 1)), "{message}");
-    assert!(message.contains(&format!("reads format {FORMAT_VERSION}")), "{message}");
+    assert!(
+        message.contains(&format!("run format {}", FORMAT_VERSION - 1)),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("reads format {FORMAT_VERSION}")),
+        "{message}"
+    );
 }
 
 #[test]

@@ -8,7 +8,8 @@ use petgraph::Direction;
 
 use super::{error, Problem, TermInfo};
 use crate::ir::{
-    EdgeRole, FeatureAug, FeatureShape, Model, ModuleKind, Node, NodeId, NodeKind, Span,
+    EdgeRole, FaMethod, FeatureAug, FeatureShape, MixupNoise, Model, ModuleKind, Node, NodeId,
+    NodeKind, Span,
 };
 
 /// What shape inference found: a shape per node that has one (loss nodes have none), the
@@ -112,6 +113,29 @@ fn fa_shape(
     input: Option<FeatureShape>,
     problems: &mut Vec<Problem>,
 ) -> Option<FeatureShape> {
+    let bank = match &fa.method {
+        FaMethod::Nn(bank)
+        | FaMethod::Mixup {
+            noise: MixupNoise::Nn(bank),
+            ..
+        } => Some(bank),
+        _ => None,
+    };
+    if let Some(bank) = bank.filter(|bank| fa.k > bank.size) {
+        // Sample j takes the j-th nearest entry: a bank needs at least k of them.
+        problems.push(
+            error(
+                "fa::valid::bank_too_small",
+                weight.span,
+                format!(
+                    "{} samples need {} neighbours, but the bank holds {} entries",
+                    fa.k, fa.k, bank.size
+                ),
+                "k larger than the bank",
+            )
+            .with_help("make the bank at least `k` entries large, or draw fewer samples"),
+        );
+    }
     match input {
         Some(FeatureShape::Vector { width, samples }) => Some(FeatureShape::Vector {
             width,

@@ -12,14 +12,6 @@ pub enum LowerError {
     NestedEma { member: String },
     #[error("ema target `{0}` has an empty chain")]
     EmptyEma(String),
-    #[error("feature augmentation `{0}` is applied to images, not feature vectors")]
-    AugmentsImages(String),
-    #[error(
-        "feature augmentation `{node}` takes {k} neighbours from a bank of only {size} entries"
-    )]
-    BankTooSmall { node: String, k: usize, size: usize },
-    #[error("symmetric loss term `{term}` needs exactly 2 views, the model has {views}")]
-    SymmetricViews { term: String, views: usize },
     #[error("the model applies no encoder to its first view")]
     NoEncoder,
     #[error("unknown device `{0}`: expected auto, cpu, cuda or cuda:N")]

@@ -167,27 +167,10 @@ impl Network {
             let Some((bank, width)) = bank_of(valid, node) else {
                 continue;
             };
-            let NodeKind::FeatureAug(fa) = &model.graph[node].kind else {
-                continue;
-            };
-            if fa.k > bank.size {
-                return Err(LowerError::BankTooSmall {
-                    node: model.graph[node].name.clone(),
-                    k: fa.k,
-                    size: bank.size,
-                });
-            }
             let path = bank_path(&model.graph[node].name)
                 .iter()
                 .fold(root.clone(), |path, part| path / part);
             banks.insert(node, Bank::new(&path, bank.size, width));
-        }
-        for &node in valid.order() {
-            if let NodeKind::FeatureAug(_) = &model.graph[node].kind {
-                if let FeatureShape::Image { .. } = valid.shape(valid.input(node)) {
-                    return Err(LowerError::AugmentsImages(model.graph[node].name.clone()));
-                }
-            }
         }
 
         let mut symmetric_nodes = BTreeSet::new();
@@ -195,14 +178,11 @@ impl Network {
             let NodeKind::Loss(loss) = &model.graph[term.node].kind else {
                 continue;
             };
+            // Validation guarantees a symmetric model two views (fa::valid::symmetric_views),
+            // FA on feature vectors only (fa::valid::input_kind) and banks of at least k
+            // entries (fa::valid::bank_too_small): lowering does not check them again.
             if !loss.symmetric {
                 continue;
-            }
-            if valid.views().len() != 2 {
-                return Err(LowerError::SymmetricViews {
-                    term: model.graph[term.node].name.clone(),
-                    views: valid.views().len(),
-                });
             }
             let mut stack = vec![term.node];
             while let Some(node) = stack.pop() {
