@@ -18,6 +18,11 @@ fn main() -> miette::Result<()> {
         print!("{}", table(sweep, &paper, &runs));
         println!("<!-- end table -->\n");
     }
-    println!("commits: {}", commits(&runs).join(", "));
+    let commits = commits(&runs);
+    if commits.is_empty() {
+        println!("commits: none yet");
+    } else {
+        println!("commits: {}", commits.join(", "));
+    }
     Ok(())
 }
