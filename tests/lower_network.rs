@@ -341,9 +341,17 @@ fn ema_starts_as_a_copy_of_the_online_chain() {
     assert!(compared > 10);
 }
 
-/// The total loss of `architecture` with every term symmetric, and of the same network
-/// (same initial weights) with every term one-way, on the views and on the exchanged views.
-fn symmetric_and_both_directions(architecture_kind: Architecture) -> (f64, f64, f64) {
+/// `architecture` with every loss term symmetric and with every term one-way, and a network
+/// of each with the same initial weights (the same seed).
+#[allow(clippy::type_complexity)]
+fn symmetric_and_one_way(
+    architecture_kind: Architecture,
+) -> (
+    ValidModel,
+    ValidModel,
+    (tnn::VarStore, Network),
+    (tnn::VarStore, Network),
+) {
     let with_symmetry = |symmetric: bool| {
         let mut model = architecture(architecture_kind, &Widths::tiny(), None)
             .model()
@@ -356,13 +364,21 @@ fn symmetric_and_both_directions(architecture_kind: Architecture) -> (f64, f64, 
         fa_lang::valid::validate(model).unwrap()
     };
     let (valid, asymmetric) = (with_symmetry(true), with_symmetry(false));
-    // The same seed gives both networks the same initial weights.
-    tch::manual_seed(0);
-    let store = tnn::VarStore::new(Device::Cpu);
-    let mut both_ways = Network::new(&store.root(), &valid).unwrap();
-    tch::manual_seed(0);
-    let single_store = tnn::VarStore::new(Device::Cpu);
-    let mut one_way = Network::new(&single_store.root(), &asymmetric).unwrap();
+    let network = |valid: &ValidModel| {
+        tch::manual_seed(0);
+        let store = tnn::VarStore::new(Device::Cpu);
+        let network = Network::new(&store.root(), valid).unwrap();
+        (store, network)
+    };
+    let (symmetric, one_way) = (network(&valid), network(&asymmetric));
+    (valid, asymmetric, symmetric, one_way)
+}
+
+/// The total loss of `architecture` with every term symmetric, and of the same network
+/// (same initial weights) with every term one-way, on the views and on the exchanged views.
+fn symmetric_and_both_directions(architecture_kind: Architecture) -> (f64, f64, f64) {
+    let (valid, _, (store, mut both_ways), (single_store, mut one_way)) =
+        symmetric_and_one_way(architecture_kind);
     assert!(store.variables()["g.layers.0.linear.weight"]
         .equal(&single_store.variables()["g.layers.0.linear.weight"]));
 
@@ -414,24 +430,8 @@ fn symmetric_terms_update_batch_norm_statistics_once_per_view() {
     let _serial = serial();
     // Basic applies the encoder to both views already, so making its term symmetric must
     // not move the encoder's running statistics any further.
-    let with_symmetry = |symmetric: bool| {
-        let mut model = architecture(Architecture::Basic, &Widths::tiny(), None)
-            .model()
-            .clone();
-        for node in model.graph.node_weights_mut() {
-            if let fa_lang::ir::NodeKind::Loss(term) = &mut node.kind {
-                term.symmetric = symmetric;
-            }
-        }
-        fa_lang::valid::validate(model).unwrap()
-    };
-    let (valid, asymmetric) = (with_symmetry(true), with_symmetry(false));
-    tch::manual_seed(0);
-    let store = tnn::VarStore::new(Device::Cpu);
-    let mut symmetric = Network::new(&store.root(), &valid).unwrap();
-    tch::manual_seed(0);
-    let one_way_store = tnn::VarStore::new(Device::Cpu);
-    let mut one_way = Network::new(&one_way_store.root(), &asymmetric).unwrap();
+    let (valid, _, (store, mut symmetric), (one_way_store, mut one_way)) =
+        symmetric_and_one_way(Architecture::Basic);
     let inputs = views(&valid, 4);
     let _ = symmetric.forward(&inputs, &indices(4), true);
     let _ = one_way.forward(&inputs, &indices(4), true);
