@@ -1,9 +1,9 @@
 //! Data benchmarks: decoding CIFAR-10's training archive, and BYOL augmentation throughput
 //! against torchvision on the same images in the same run.
 //!
-//! `cargo bench --bench augment`. Reads `../shared/datasets/cifar10` (or
-//! `/work/shared/datasets/cifar10`, or `$FA_BENCH_DATASETS/cifar10`); calls the venv's python
-//! (`$FA_PYTHON`, default `/work/main/.venv/bin/python`) on `benches/augment_torchvision.py`.
+//! `cargo bench --bench augment`. Reads `$FA_BENCH_DATASETS/cifar10`, else
+//! `../shared/datasets/cifar10` beside the project; calls the venv's python (`$FA_PYTHON`,
+//! default the project's `.venv/bin/python`) on `benches/augment_torchvision.py`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,7 +21,6 @@ fn datasets() -> Option<PathBuf> {
     let candidates = [
         std::env::var_os("FA_BENCH_DATASETS").map(PathBuf::from),
         Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets")),
-        Some(PathBuf::from("/work/shared/datasets")),
     ];
     candidates
         .into_iter()
@@ -101,8 +100,12 @@ fn torchvision_rate(images: &Tensor, size: usize) -> Result<(f64, f64, String), 
     images.copy_data(&mut bytes, numel);
     let raw = std::env::temp_dir().join(format!("fa-bench-{}-{size}.raw", std::process::id()));
     std::fs::write(&raw, &bytes).map_err(|e| e.to_string())?;
-    let python =
-        std::env::var("FA_PYTHON").unwrap_or_else(|_| "/work/main/.venv/bin/python".to_string());
+    let python = std::env::var("FA_PYTHON").unwrap_or_else(|_| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(".venv/bin/python")
+            .display()
+            .to_string()
+    });
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/augment_torchvision.py");
     let mut args: Vec<String> = vec![script.display().to_string(), raw.display().to_string()];
     args.extend(shape.iter().map(|d| d.to_string()));

@@ -1,7 +1,7 @@
 """Writes tests/fixtures/data/torchvision.safetensors: reference outputs of torchvision's
 functional image ops, computed in float64, for the parity tests in tests/data_parity.rs.
 
-Run with the project's venv: /work/main/.venv/bin/python scripts/fixtures_data.py
+Run with the project's venv: .venv/bin/python scripts/fixtures_data.py
 (torch 2.11.0, torchvision 0.26.0).
 """
 

@@ -1,6 +1,6 @@
 """Writes the PyTorch reference values for the lowering parity tests (tests/lower_parity.rs).
 
-Run with the project's virtualenv: `/work/main/.venv/bin/python scripts/fixtures_lower.py`.
+Run with the project's virtualenv: `.venv/bin/python scripts/fixtures_lower.py`.
 Everything is computed in float64. Module weights are not stored: both sides fill them with
 the same closed-form `synthetic` function, so each fixture stays a few kilobytes.
 """
