@@ -99,6 +99,15 @@ fn each_cell(
     overrides: &[Override],
     mut print: impl FnMut(&str, &ValidModel),
 ) -> Result<Outcome, FrontError> {
+    // A library has no model to show: say so, as `fa check` does, rather than report the
+    // missing model and loss as errors.
+    if let Some(definitions) = library_definitions(file) {
+        eprintln!(
+            "{}: a library of {definitions} definitions (no `model`); name a file that `use`s it",
+            file.display()
+        );
+        return Ok(Outcome::Failed);
+    }
     let Some(compiled) = compile(file, overrides)? else {
         return Ok(Outcome::Failed);
     };

@@ -326,3 +326,15 @@ fn doctor_names_libtorch_2_11() {
     assert!(version.contains("2.11"), "{version}");
     assert!(text.contains("cuda available:"), "{text}");
 }
+
+#[test]
+fn lower_graph_and_expand_of_a_library_say_it_is_a_library() {
+    for command in ["lower", "graph", "expand"] {
+        let output = expect_code(fa(&[command, "models/common.fa"]), 1, "a library");
+        let text = stderr(&output);
+        assert!(
+            text.contains("models/common.fa: a library of") && !text.contains("no loss"),
+            "fa {command}: {text}"
+        );
+    }
+}
