@@ -161,13 +161,16 @@ pub fn data(record: Option<&Record>, fallback: Span, diags: &mut Vec<Diagnostic>
         Some(expr) => match check_usize(expr, "channels", 1, diags) {
             Some(c @ (1 | 3)) => c,
             Some(c) => {
-                diags.push(super::params::range_error(
-                    expr,
-                    "channels",
-                    c as f64,
-                    Range::closed(1.0, 3.0),
-                    Some("images have 1 (grey) or 3 (colour) channels"),
-                ));
+                // Not a range: 2 lies inside [1, 3] and is still wrong.
+                diags.push(
+                    Diagnostic::error(
+                        "fa::resolve::range",
+                        expr.span,
+                        format!("`channels` must be 1 or 3, found {c}"),
+                        "not 1 or 3",
+                    )
+                    .with_help("images have 1 (grey) or 3 (colour) channels"),
+                );
                 default_channels
             }
             None => default_channels,
