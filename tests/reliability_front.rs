@@ -110,3 +110,23 @@ fn sweep_refuses_zero_seeds_and_f16_is_not_offered() {
         "{stderr}"
     );
 }
+
+#[test]
+fn sweep_cells_that_would_share_a_run_folder_are_refused() {
+    let out = tempfile::tempdir().unwrap();
+    let output = fa(&[
+        "sweep",
+        "tests/cli/colliding_sweep.fa",
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("would share the run folder"), "{stderr}");
+    assert!(
+        stderr.contains(r#"folder="fm a""#) && stderr.contains(r#"folder="fm_a""#),
+        "{stderr}"
+    );
+    // Nothing ran.
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+}

@@ -37,6 +37,16 @@ pub enum CommandError {
     #[error("{} holds a run of another configuration of `{cell}`; sweep into another --out, or remove it", .run.display())]
     #[diagnostic(code(fa::usage))]
     SweepConflict { run: PathBuf, cell: String },
+    #[error("cells `{first}` and `{second}` would share the run folder `{folder}`")]
+    #[diagnostic(
+        code(fa::usage),
+        help("run folders keep letters, digits and `-_.=` of a cell's name; rename one of the sweep's labels")
+    )]
+    SweepFolderCollision {
+        first: String,
+        second: String,
+        folder: String,
+    },
     #[error("no view named `{view}`")]
     #[diagnostic(code(fa::usage))]
     NoSuchView { view: String },

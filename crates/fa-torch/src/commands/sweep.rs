@@ -1,6 +1,7 @@
 //! `fa sweep`: every cell of a sweep file × seed trained and evaluated, resumable, and the
 //! results gathered into a table like the paper's.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use tch::Device;
@@ -42,6 +43,19 @@ pub fn sweep(args: &SweepArgs) -> Result<Outcome, CommandError> {
     let out = out
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("runs").join(format!("sweep-{stem}")));
+    // Labels that differ only in characters a folder name cannot keep ("fm a", "fm_a")
+    // would share a run folder and mix their runs: refuse before anything runs.
+    let mut folders: BTreeMap<String, &str> = BTreeMap::new();
+    for (cell, _) in &compiled.cells {
+        let folder = folder_name(&cell.name);
+        if let Some(first) = folders.insert(folder.clone(), &cell.name) {
+            return Err(CommandError::SweepFolderCollision {
+                first: first.to_string(),
+                second: cell.name.clone(),
+                folder,
+            });
+        }
+    }
     let mut results: Vec<(Cell, Vec<Summary>)> = Vec::new();
     for (cell, valid) in compiled.cells {
         let mut summaries = Vec::new();
