@@ -3,6 +3,8 @@
 //! mixes with an old one, a signal stops at a step boundary with a checkpoint, and stale
 //! temporary files are cleaned. Runs use Fashion-MNIST from Debian and skip without it.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -11,20 +13,7 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn fashion_root() -> Option<&'static str> {
-    let root = "/usr/share/datasets";
-    if Path::new(root)
-        .join("fashion-mnist/train-images-idx3-ubyte.gz")
-        .exists()
-    {
-        Some(root)
-    } else {
-        eprintln!("skipped: Fashion-MNIST is not installed");
-        None
-    }
-}
-
-fn command(out: &Path, root: &str, extra: &[&str]) -> Command {
+fn command(out: &Path, root: &Path, extra: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_fa"));
     command
         .args([
@@ -34,14 +23,16 @@ fn command(out: &Path, root: &str, extra: &[&str]) -> Command {
             "--device",
             "cpu",
         ])
-        .args(["--log-format", "plain", "--data-root", root, "--out"])
+        .args(["--log-format", "plain", "--data-root"])
+        .arg(root)
+        .arg("--out")
         .arg(out)
         .args(extra)
         .current_dir(repo());
     command
 }
 
-fn run(out: &Path, root: &str, extra: &[&str]) -> Output {
+fn run(out: &Path, root: &Path, extra: &[&str]) -> Output {
     command(out, root, extra).output().expect("fa runs")
 }
 
@@ -55,7 +46,7 @@ fn text(output: &Output) -> String {
 }
 
 /// A trainer that runs for minutes unless stopped, started in the background.
-fn long_trainer(out: &Path, root: &str) -> Child {
+fn long_trainer(out: &Path, root: &Path) -> Child {
     command(out, root, &["--set", "train.epochs=1000"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -102,7 +93,7 @@ fn checkpoint_steps(out: &Path) -> Vec<u64> {
 #[test]
 fn a_second_trainer_is_refused_and_sigint_stops_the_first_with_a_checkpoint_and_the_resume_command()
 {
-    let Some(root) = fashion_root() else { return };
+    let root = &support::data::fashion_root();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let mut first = long_trainer(&out, root);
@@ -146,7 +137,7 @@ fn a_second_trainer_is_refused_and_sigint_stops_the_first_with_a_checkpoint_and_
 
 #[test]
 fn a_second_signal_stops_at_once() {
-    let Some(root) = fashion_root() else { return };
+    let root = &support::data::fashion_root();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let mut trainer = long_trainer(&out, root);
@@ -159,7 +150,7 @@ fn a_second_signal_stops_at_once() {
 
 #[test]
 fn a_run_stopped_before_its_first_checkpoint_is_refused_then_replaced_with_overwrite() {
-    let Some(root) = fashion_root() else { return };
+    let root = &support::data::fashion_root();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     std::fs::create_dir_all(&out).unwrap();
@@ -196,7 +187,7 @@ fn a_run_stopped_before_its_first_checkpoint_is_refused_then_replaced_with_overw
 
 #[test]
 fn resume_drops_a_partial_metrics_line_and_removes_stale_temporaries() {
-    let Some(root) = fashion_root() else { return };
+    let root = &support::data::fashion_root();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let first = run(&out, root, &["--max-steps", "2"]);
@@ -238,7 +229,7 @@ fn resume_drops_a_partial_metrics_line_and_removes_stale_temporaries() {
 
 #[test]
 fn the_latest_checkpoint_is_the_highest_stored_step_and_only_the_last_n_are_kept() {
-    let Some(root) = fashion_root() else { return };
+    let root = &support::data::fashion_root();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     // 128 images in batches of 64: two steps an epoch, a checkpoint every epoch.
@@ -267,4 +258,20 @@ fn the_latest_checkpoint_is_the_highest_stored_step_and_only_the_last_n_are_kept
         "step-000000010.safetensors",
         "chosen by the step inside"
     );
+}
+
+#[test]
+fn an_out_that_names_a_file_is_refused_as_not_a_folder() {
+    let root = &support::data::fashion_root();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("notes.txt");
+    std::fs::write(&out, "mine").unwrap();
+    let output = run(&out, root, &["--max-steps", "1"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        text(&output).contains("is a file, not a run folder"),
+        "{}",
+        text(&output)
+    );
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "mine");
 }

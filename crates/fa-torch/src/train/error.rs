@@ -68,6 +68,14 @@ pub enum TrainError {
     #[error("{} is in use by another trainer ({}); wait for it to finish or train into another --out", .run.display(), .holder.map_or("process id unknown".to_string(), |pid| format!("process {pid}")))]
     #[diagnostic(code(fa::usage))]
     RunBusy { run: PathBuf, holder: Option<u32> },
+    #[error("{} is a file, not a run folder", .run.display())]
+    #[diagnostic(
+        code(fa::usage),
+        help(
+            "--out names the folder a run writes into; give a folder (it is created when missing)"
+        )
+    )]
+    RunIsAFile { run: PathBuf },
     #[error("--resume and --overwrite contradict each other; give one of them")]
     #[diagnostic(code(fa::usage))]
     ResumeAndOverwrite,

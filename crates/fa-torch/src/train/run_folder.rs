@@ -33,6 +33,11 @@ impl RunLock {
     /// Creates `run` when missing and locks it for this process, or says which process
     /// holds it.
     pub fn acquire(run: &Path) -> Result<RunLock, TrainError> {
+        if run.exists() && !run.is_dir() {
+            return Err(TrainError::RunIsAFile {
+                run: run.to_path_buf(),
+            });
+        }
         std::fs::create_dir_all(run).map_err(io(format!("cannot create {}", run.display())))?;
         let path = run.join(LOCK_FILE);
         let mut file = std::fs::OpenOptions::new()
