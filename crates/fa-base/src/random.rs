@@ -8,10 +8,6 @@
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 
-/// The version of this design recorded in run folders: a run written under another version
-/// would resume with other random streams, so it is refused.
-pub const FORMAT: u32 = 2;
-
 /// What a stream's draws are for; part of the key, so streams of different purposes never
 /// overlap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
