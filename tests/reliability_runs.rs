@@ -118,8 +118,9 @@ fn a_second_trainer_is_refused_and_sigint_stops_the_first_with_a_checkpoint_and_
             && message.contains("--resume"),
         "{message}"
     );
+    // Epoch ends may have written checkpoints before the signal (how many depends on the
+    // machine's speed); the stop writes one at the last step it took.
     let saved = checkpoint_steps(&out);
-    assert_eq!(saved.len(), 1, "one checkpoint at the stop: {saved:?}");
     let metrics = fa_torch::train::metrics::read_metrics(&out.join("metrics.jsonl")).unwrap();
     let last_step = metrics
         .iter()
@@ -128,10 +129,11 @@ fn a_second_trainer_is_refused_and_sigint_stops_the_first_with_a_checkpoint_and_
             _ => None,
         })
         .max();
+    assert!(last_step.is_some(), "steps were recorded");
     assert_eq!(
+        saved.last().copied(),
         last_step,
-        Some(saved[0]),
-        "the checkpoint holds every recorded step"
+        "the latest checkpoint holds every recorded step: {saved:?}"
     );
 }
 
