@@ -313,9 +313,31 @@ fn augment_writes_a_png_grid_of_the_size_it_reports() {
         "unknown view",
     );
     assert!(
-        stderr(&output).contains("no view named `nope`"),
+        stderr(&output).contains("no view named `nope`")
+            && stderr(&output).contains("the views of `tiny` are `anchor` (pipeline"),
         "{}",
         stderr(&output)
+    );
+    // The branch's source name selects its view.
+    let one = dir.path().join("one.png");
+    expect_code(
+        fa(&[
+            "augment",
+            "tests/train/tiny.fa",
+            "--view",
+            "anchor",
+            "--out",
+            path_text(&one),
+            "--data-root",
+            &root,
+        ]),
+        0,
+        "augment one view",
+    );
+    let one_size = image::image_dimensions(&one).unwrap();
+    assert!(
+        one_size.0 * one_size.1 < width * height,
+        "one view: {one_size:?}, every view: {width}×{height}"
     );
 }
 

@@ -166,3 +166,51 @@ fn export_and_eval_refuse_wrong_inputs_with_the_reason_and_the_way_out() {
     assert!(!foreign.exists());
     assert!(no_temporaries(dir.path()), "no temporary file is left");
 }
+
+/// A `model.json` edited by hand is validated again with the ranges of source files: batch 0
+/// and a negative temperature are refused by name, never divided by.
+#[test]
+fn an_edited_stored_model_is_refused_with_the_value_named() {
+    if !have_data() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    train(&repo().join("tests/train/tiny.fa"), &run);
+    let path = run.join("model.json");
+    let original = std::fs::read_to_string(&path).unwrap();
+    let s = |path: &Path| path.to_str().unwrap().to_string();
+
+    let edits: [(&str, fn(&mut serde_json::Value)); 2] = [
+        ("`batch` must be in [1, 1048576], found 0", |model| {
+            model["model"]["data"]["batch_size"] = 0.into();
+        }),
+        ("`tau` must be > 0, found -1", |model| {
+            for node in model["model"]["graph"]["nodes"].as_array_mut().unwrap() {
+                if let Some(loss) = node.pointer_mut("/kind/Loss/kind/InfoNce") {
+                    loss["tau"] = (-1.0).into();
+                }
+            }
+        }),
+    ];
+    for (expected, edit) in edits {
+        let mut model: serde_json::Value = serde_json::from_str(&original).unwrap();
+        edit(&mut model);
+        assert_ne!(model.to_string(), serde_json::from_str::<serde_json::Value>(&original).unwrap().to_string(), "the edit applies");
+        std::fs::write(&path, serde_json::to_string_pretty(&model).unwrap()).unwrap();
+        for args in [
+            vec!["eval".to_string(), s(&run), "--device".into(), "cpu".into()],
+            vec!["export".to_string(), s(&run), "--backbone".into(), s(&dir.path().join("b.safetensors"))],
+        ] {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let output = fa(&args);
+            let message = text(&output);
+            assert_eq!(output.status.code(), Some(2), "{message}");
+            assert!(
+                message.contains("fa::valid::range") && message.contains(expected),
+                "{message}"
+            );
+            assert!(!message.contains("panicked"), "{message}");
+        }
+    }
+}

@@ -277,3 +277,32 @@ fn an_out_that_names_a_file_is_refused_as_not_a_folder() {
     );
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "mine");
 }
+
+/// A model whose memory estimate exceeds the machine's available memory is refused before any
+/// data is loaded, with the figures; the run folder gets no artefact.
+#[test]
+fn a_model_too_large_for_the_memory_is_refused_before_loading_data() {
+    let root = &support::data::fashion_root();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let started = std::time::Instant::now();
+    let output = run(&out, root, &["--set", "data.batch=1000000"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        text(&output).contains("for a training step and its data, but")
+            && text(&output).contains("FA_SKIP_MEMORY_CHECK"),
+        "{}",
+        text(&output)
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let artefacts: Vec<_> = std::fs::read_dir(&out)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .filter(|name| name != ".lock")
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(artefacts.is_empty(), "{artefacts:?}");
+}

@@ -7,6 +7,24 @@ use std::path::{Path, PathBuf};
 /// removed and `path` is untouched. Every file fa writes into a run folder (checkpoints,
 /// `model.json`, `summary.json`, exports) and every file `fa fmt` rewrites goes through here.
 pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomically(path, bytes, None)
+}
+
+/// Rewrites the existing file `path` atomically, as an editor that saves safely would: a
+/// symbolic link is followed and its target rewritten (the link stays a link), and the file
+/// keeps its permission bits. A file with several hard links is replaced under this name
+/// only (a rename makes a new inode); its other names keep the old contents.
+pub fn rewrite_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let target = std::fs::canonicalize(path)?;
+    let permissions = std::fs::metadata(&target)?.permissions();
+    write_atomically(&target, bytes, Some(permissions))
+}
+
+fn write_atomically(
+    path: &Path,
+    bytes: &[u8],
+    permissions: Option<std::fs::Permissions>,
+) -> std::io::Result<()> {
     use std::io::Write;
 
     let folder = match path.parent() {
@@ -23,6 +41,9 @@ pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let result = (|| {
         let mut file = std::fs::File::create(&temporary)?;
         file.write_all(bytes)?;
+        if let Some(permissions) = permissions {
+            file.set_permissions(permissions)?;
+        }
         file.sync_all()?;
         drop(file);
         std::fs::rename(&temporary, path)?;

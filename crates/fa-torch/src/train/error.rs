@@ -22,9 +22,12 @@ pub enum TrainError {
     #[error("lowering failed: {0}")]
     #[diagnostic(code(fa::train))]
     Lower(#[from] LowerError),
-    #[error("lowering failed: the stored model no longer validates ({count} problems)")]
-    #[diagnostic(code(fa::train))]
-    StoredModelInvalid { count: usize },
+    #[error("the model needs about {needed} for a training step and its data, but {available} of memory is available")]
+    #[diagnostic(code(fa::usage), help("`fa check` prints the estimate by part: lower `data.batch` (raise `optim.accumulate` to keep the effective batch), the bank or the widths, or set FA_SKIP_MEMORY_CHECK=1 to try anyway"))]
+    NotEnoughMemory { needed: String, available: String },
+    #[error("the run's model.json no longer validates: {problems}")]
+    #[diagnostic(code(fa::usage), help("the run folder's model.json was changed after training (a `.fa` source with these values is refused); restore it, or train from the source into a new folder"))]
+    StoredModelInvalid { problems: String },
     #[error("{what}: {source}")]
     #[diagnostic(code(fa::usage))]
     Io {

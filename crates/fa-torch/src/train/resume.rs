@@ -51,7 +51,6 @@ impl Trainer<'_> {
         tensors.extend(self.optimizer.state());
         let meta = CheckpointMeta {
             format_version: checkpoint::FORMAT_VERSION,
-            extra: Default::default(),
             model_name: self.valid.model().name.clone(),
             step,
             epoch,
