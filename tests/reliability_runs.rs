@@ -306,3 +306,48 @@ fn a_model_too_large_for_the_memory_is_refused_before_loading_data() {
         .unwrap_or_default();
     assert!(artefacts.is_empty(), "{artefacts:?}");
 }
+
+/// A run stopped mid-epoch and resumed writes that epoch's record over all of its steps, not
+/// only those after the resume.
+#[test]
+fn the_epoch_record_of_a_resumed_epoch_averages_every_step_of_it() {
+    let root = &support::data::fashion_root();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let first = run(&out, root, &["--max-steps", "5"]);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    let resumed = run(&out, root, &["--max-steps", "16", "--resume"]);
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed));
+
+    let records = fa_torch::train::metrics::read_metrics(&out.join("metrics.jsonl")).unwrap();
+    let mut losses = Vec::new();
+    let mut collapses = Vec::new();
+    let mut epoch_record = None;
+    for record in &records {
+        match record {
+            fa_torch::train::metrics::Record::Step {
+                epoch: 0,
+                loss,
+                collapse_std,
+                ..
+            } => {
+                losses.push(*loss);
+                collapses.push(collapse_std.expect("steps store the collapse statistic"));
+            }
+            fa_torch::train::metrics::Record::Epoch {
+                epoch: 1,
+                loss,
+                collapse_std,
+                ..
+            } => epoch_record = Some((*loss, collapse_std.unwrap())),
+            _ => {}
+        }
+    }
+    assert_eq!(losses.len(), 16, "one record per step of the epoch");
+    let (loss, collapse) = epoch_record.expect("the epoch's record");
+    let mean = |values: &[f64]| values.iter().sum::<f64>() / values.len() as f64;
+    assert!((loss - mean(&losses)).abs() < 1e-12 * mean(&losses).abs().max(1.0), "{loss} vs {}", mean(&losses));
+    assert!((collapse - mean(&collapses)).abs() < 1e-12, "{collapse} vs {}", mean(&collapses));
+    let after_resume = mean(&losses[5..]);
+    assert!((loss - after_resume).abs() > 1e-9, "the first five steps count");
+}

@@ -301,6 +301,8 @@ mod tests {
                 ema_momentum: None,
                 images_per_s: 1.0,
                 grad_norm: None,
+                collapse_std: None,
+                nn_label_match: None,
             })
             .collect();
         let dir = tempfile::tempdir().unwrap();

@@ -250,13 +250,16 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
     };
 
     let mut step: u64 = 0;
+    let mut epoch_stats = EpochStats::default();
     if let (Some(path), true) = (&existing, options.resume) {
         step = trainer.restore(path, options.device, &options.source, options.log)?;
-        keep_metrics_up_to(
+        let kept = keep_metrics_up_to(
             &options.out.join("metrics.jsonl"),
             step,
             geo.steps_per_epoch,
         )?;
+        // The steps of the interrupted epoch taken before the stop count in its record.
+        epoch_stats.restore(&kept, step / geo.steps_per_epoch);
     }
     // Written only once the checkpoint (if any) has been accepted, so a refused resume
     // leaves the run folder as it was.
@@ -269,7 +272,6 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
     let last_step = options
         .max_steps
         .map_or(geo.total_steps, |max| geo.total_steps.min(max));
-    let mut epoch_stats = EpochStats::default();
     let mut last_loss = None;
     let mut window = Instant::now();
     let mut last_saved = options.resume.then_some(step);
@@ -335,6 +337,8 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
             ema_momentum: outcome.ema_momentum,
             images_per_s,
             grad_norm: outcome.grad_norm,
+            collapse_std: Some(outcome.collapse_std),
+            nn_label_match: outcome.nn_match,
         };
         progress.step(&record);
         metrics.write(&record)?;
