@@ -286,7 +286,7 @@ fn a_model_too_large_for_the_memory_is_refused_before_loading_data() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let started = std::time::Instant::now();
-    let output = run(&out, root, &["--set", "data.batch=1000000"]);
+    let output = run(&out, root, &["--set", "data.image_size=4096"]);
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
     assert!(
         text(&output).contains("for a training step and its data, but")
@@ -350,4 +350,30 @@ fn the_epoch_record_of_a_resumed_epoch_averages_every_step_of_it() {
     assert!((collapse - mean(&collapses)).abs() < 1e-12, "{collapse} vs {}", mean(&collapses));
     let after_resume = mean(&losses[5..]);
     assert!((loss - after_resume).abs() > 1e-9, "the first five steps count");
+}
+
+/// `--out` naming a folder of other files (`--out .` in a project, `--out /`) is refused
+/// before anything is written there.
+#[test]
+fn a_folder_of_other_files_is_refused_as_a_run_folder() {
+    let root = &support::data::fashion_root();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("project");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    for extra in [&["--max-steps", "1"][..], &["--max-steps", "1", "--overwrite"][..]] {
+        let output = run(&out, root, extra);
+        assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+        assert!(
+            text(&output).contains("holds files that are not a run's (notes.txt"),
+            "{}",
+            text(&output)
+        );
+    }
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["notes.txt"], "nothing was written there");
 }

@@ -27,6 +27,19 @@ fn write_atomically(
 ) -> std::io::Result<()> {
     use std::io::Write;
 
+    // A rename replaces whatever has the name: a device (`/dev/null`), a pipe or a folder
+    // is refused rather than replaced by a regular file.
+    if let Ok(metadata) = std::fs::symlink_metadata(path) {
+        if !metadata.is_file() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "{} exists and is not a regular file; fa only replaces regular files",
+                    path.display()
+                ),
+            ));
+        }
+    }
     let folder = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
@@ -58,4 +71,29 @@ fn write_atomically(
         let _ = std::fs::remove_file(&temporary);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_that_is_not_a_regular_file_is_refused_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("folder");
+        std::fs::create_dir(&folder).unwrap();
+        let error = write_file_atomically(&folder, b"x").unwrap_err();
+        assert!(error.to_string().contains("is not a regular file"), "{error}");
+        assert!(folder.is_dir());
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&folder, &link).unwrap();
+        assert!(write_file_atomically(&link, b"x").is_err());
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        let file = dir.path().join("file");
+        write_file_atomically(&file, b"one").unwrap();
+        write_file_atomically(&file, b"two").unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), b"two");
+        let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 3, "no temporary file is left");
+    }
 }

@@ -64,6 +64,19 @@ pub(super) fn check(model: &Model, problems: &mut Vec<Problem>) {
         c.count(data.span, "limit", "limit", limit, 1);
     }
 
+    let effective = data.batch_size.saturating_mul(model.optim.accumulate);
+    if let Some(images) = super::dataset_size(model).filter(|&images| images < effective) {
+        c.problems.push(
+            error(
+                "fa::valid::dataset_too_small",
+                data.span,
+                format!("the dataset has {images} training images, fewer than one effective batch of {effective}"),
+                format!("{images} images"),
+            )
+            .with_help("an epoch would have no step: raise `limit`, or lower `batch` (or `optim.accumulate`)"),
+        );
+    }
+
     let optim = &model.optim;
     c.real(optim.span, "lr", optim.lr.value, Range::POSITIVE);
     c.real(optim.span, "momentum", optim.momentum, BELOW_ONE);
@@ -122,13 +135,15 @@ pub(super) fn check(model: &Model, problems: &mut Vec<Problem>) {
         }
     }
 
+    let mut reported_batch = false;
     for node in model.graph.node_weights() {
         match &node.kind {
             NodeKind::FeatureAug(fa) => feature_aug(&mut c, node.span, fa),
             NodeKind::Loss(term) => {
                 if let LossKind::InfoNce { tau, .. } = term.kind {
                     c.real(node.span, "tau", tau, Range::POSITIVE);
-                    if model.data.batch_size < 2 {
+                    if model.data.batch_size == 1 && !reported_batch {
+                        reported_batch = true;
                         c.problems.push(
                             error(
                                 "fa::valid::batch_too_small",

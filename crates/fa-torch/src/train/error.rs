@@ -68,6 +68,9 @@ pub enum TrainError {
         /// The run artefacts found there (`metrics.jsonl`, `checkpoints`, …).
         artefacts: Vec<&'static str>,
     },
+    #[error("{} holds files that are not a run's ({examples}, …); fa writes a run into a folder of its own", .run.display())]
+    #[diagnostic(code(fa::usage), help("give --out a new folder, an empty one, or an earlier run's folder (with --resume or --overwrite)"))]
+    RunFolderNotEmpty { run: PathBuf, examples: String },
     #[error("{} is in use by another trainer ({}); wait for it to finish or train into another --out", .run.display(), .holder.map_or("process id unknown".to_string(), |pid| format!("process {pid}")))]
     #[diagnostic(code(fa::usage))]
     RunBusy { run: PathBuf, holder: Option<u32> },
