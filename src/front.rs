@@ -130,7 +130,7 @@ fn report_memory(compiled: &fa_lang::driver::Compiled, limit: Option<usize>) -> 
 /// everything else, syntax errors included, goes through the full compile.
 fn library_definitions(file: &Path) -> Option<usize> {
     use fa_lang::syntax::ast::ItemKind;
-    let text = std::fs::read_to_string(file).ok()?;
+    let text = String::from_utf8(fa_base::fsio::read_source(file).ok()?).ok()?;
     let parsed = fa_lang::syntax::parse_file(0, &text).ok()?;
     let is_model = parsed
         .items
@@ -191,10 +191,16 @@ pub fn expand(file: &Path, overrides: &[Override]) -> Result<Outcome, FrontError
 pub fn fmt(files: &[PathBuf], check: bool) -> Result<Outcome, FrontError> {
     let mut outcome = Outcome::Success;
     for file in files {
-        let source = std::fs::read_to_string(file).map_err(|source| FrontError::Io {
-            path: file.clone(),
-            source,
-        })?;
+        let source = fa_base::fsio::read_source(file)
+            .and_then(|bytes| {
+                String::from_utf8(bytes).map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, "the file is not UTF-8 text")
+                })
+            })
+            .map_err(|source| FrontError::Io {
+                path: file.clone(),
+                source,
+            })?;
         let formatted = match fa_lang::fmt::format_source(&source) {
             Ok(formatted) => formatted,
             Err(report) => {

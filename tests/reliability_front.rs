@@ -190,3 +190,28 @@ fn fmt_writes_through_a_symbolic_link_and_keeps_the_mode() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// An endless device or a huge file given as a source, or `use`d, fails at once with the
+/// size named instead of filling the memory.
+#[test]
+fn an_endless_source_is_refused_by_its_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let using = dir.path().join("using.fa");
+    std::fs::write(&using, format!("use \"/dev/zero\"\n{}", quickstart())).unwrap();
+    for args in [
+        vec!["check", "/dev/zero"],
+        vec!["fmt", "--check", "/dev/zero"],
+        vec!["check", using.to_str().unwrap()],
+    ] {
+        let started = Instant::now();
+        let output = fa(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .replace(" │ ", " ");
+        assert_ne!(output.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.contains("larger than 64 MiB"), "{args:?}: {stderr}");
+        assert!(started.elapsed() < Duration::from_secs(20), "{args:?}");
+    }
+}

@@ -10,6 +10,32 @@ pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     write_atomically(path, bytes, None)
 }
 
+/// The largest source file fa reads: far above any model description (the paper's whole set
+/// of tables is a few kilobytes), and small enough that `/dev/zero` or a mistaken dataset
+/// path fails at once instead of filling the memory.
+pub const MAX_SOURCE_BYTES: u64 = 64 << 20;
+
+/// Reads a source file of at most [`MAX_SOURCE_BYTES`]; a larger one (or an endless device)
+/// is an `InvalidData` error saying so.
+pub fn read_source(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_SOURCE_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_SOURCE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "{} is larger than {} MiB; a .fa file is a short text",
+                path.display(),
+                MAX_SOURCE_BYTES >> 20
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Rewrites the existing file `path` atomically, as an editor that saves safely would: a
 /// symbolic link is followed and its target rewritten (the link stays a link), and the file
 /// keeps its permission bits. A file with several hard links is replaced under this name

@@ -150,7 +150,7 @@ impl Loader {
             ));
             return;
         }
-        match std::fs::read(&path) {
+        match fa_base::fsio::read_source(&path) {
             Ok(bytes) => {
                 self.load(name, Some(path), canonical, bytes, Some(span));
             }
