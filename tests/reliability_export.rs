@@ -104,6 +104,18 @@ fn export_and_eval_refuse_wrong_inputs_with_the_reason_and_the_way_out() {
         text(&output)
     );
 
+    // A device or a link is not replaced by the export.
+    let link = dir.path().join("link.safetensors");
+    std::os::unix::fs::symlink("/dev/null", &link).unwrap();
+    for special in [Path::new("/dev/null"), link.as_path()] {
+        let output = fa(&["export", &s(&run), "--backbone", &s(special)]);
+        assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+        let message = text(&output).replace(" │ ", " ");
+        assert!(message.contains("is not a regular file"), "{message}");
+    }
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert!(!Path::new("/dev/null").symlink_metadata().unwrap().is_file());
+
     // A checkpoint in its run's checkpoints folder exports; a loose copy is explained.
     let good = dir.path().join("backbone.safetensors");
     let output = fa(&["export", &s(&latest), "--backbone", &s(&good)]);

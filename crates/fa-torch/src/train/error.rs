@@ -126,6 +126,9 @@ pub enum TrainError {
     #[error("cannot write the export {}: it is a folder; --backbone names the file to write", .out.display())]
     #[diagnostic(code(fa::usage))]
     ExportOntoFolder { out: PathBuf },
+    #[error("cannot write the export {}: it exists and is not a regular file (a device, a pipe or a link), which the export would replace", .out.display())]
+    #[diagnostic(code(fa::usage), help("give --backbone the path of a new file, or of a regular file to replace"))]
+    ExportOntoSpecial { out: PathBuf },
     #[error("no tensor of the backbone `{backbone}` in {}", .path.display())]
     #[diagnostic(code(fa::train))]
     EmptyExport { backbone: String, path: PathBuf },
