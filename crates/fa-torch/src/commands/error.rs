@@ -56,6 +56,12 @@ pub enum CommandError {
     #[error("{} is not a run folder: it has no model.json", .path.display())]
     #[diagnostic(code(fa::usage), help("give a run folder written by fa train (--out), or a checkpoint file in its checkpoints folder"))]
     NotARunFolder { path: PathBuf },
+    #[error("{} is not a run folder: it has no metrics.jsonl", .path.display())]
+    #[diagnostic(code(fa::usage), help("fa plot takes the run folders written by fa train (--out) or fa sweep (their seed-N folders)"))]
+    NoMetrics { path: PathBuf },
+    #[error("{} is not a folder: --out names the folder the charts go into", .path.display())]
+    #[diagnostic(code(fa::usage))]
+    PlotOutNotAFolder { path: PathBuf },
     #[error("{} is a file outside a run folder, so its model (RUN/model.json) is unknown", .path.display())]
     #[diagnostic(code(fa::usage), help("give the run folder, or a checkpoint inside RUN/checkpoints/ of the run that trained it"))]
     LooseCheckpoint { path: PathBuf },

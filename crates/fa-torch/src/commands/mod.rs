@@ -349,9 +349,21 @@ pub fn plot(runs: &[PathBuf], out: &Path) -> Result<Outcome, CommandError> {
     if runs.is_empty() {
         return Err(CommandError::NoRuns);
     }
+    if out.exists() && !out.is_dir() {
+        return Err(CommandError::PlotOutNotAFolder {
+            path: out.to_path_buf(),
+        });
+    }
     let mut loaded = Vec::new();
     for run in runs {
         let path = run.join("metrics.jsonl");
+        if !path.is_file() {
+            return Err(if run.exists() {
+                CommandError::NoMetrics { path: run.clone() }
+            } else {
+                CommandError::NoSuchRun { path: run.clone() }
+            });
+        }
         let records = crate::train::metrics::read_metrics(&path)?;
         let label = run
             .file_name()
