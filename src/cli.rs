@@ -158,6 +158,15 @@ pub enum Command {
         #[arg(long, default_value = "plots")]
         out: PathBuf,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Serve the language server protocol on standard input and output (for editors).
+    Lsp,
+    /// Print fa's manual page (roff) with every subcommand.
+    Man,
     /// Write a PNG grid of images and their augmented views.
     Augment {
         file: PathBuf,
@@ -181,6 +190,9 @@ impl Command {
                 | Command::Fmt { .. }
                 | Command::Expand { .. }
                 | Command::Lower { .. }
+                | Command::Completions { .. }
+                | Command::Man
+                | Command::Lsp
         )
     }
 }

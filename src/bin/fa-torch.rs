@@ -89,7 +89,10 @@ fn main() -> ExitCode {
         | Command::Graph { .. }
         | Command::Fmt { .. }
         | Command::Expand { .. }
-        | Command::Lower { .. } => {
+        | Command::Lower { .. }
+        | Command::Completions { .. }
+        | Command::Man
+        | Command::Lsp => {
             eprintln!("error: front-end commands are served by `fa`, not `fa-torch`");
             return ExitCode::from(2);
         }
