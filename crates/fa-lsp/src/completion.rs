@@ -2,7 +2,9 @@
 //! methods after `fa`, a word's parameters inside its parentheses, a section's keys inside
 //! its braces, augmentations inside a pipeline's brackets, and modules and names elsewhere.
 
-use fa_lang::resolve::vocabulary::{Vocabulary, AUGMENTATIONS, FA_METHODS, LOSSES, MODULE_KINDS};
+use fa_lang::resolve::vocabulary::{
+    Vocabulary, AUGMENTATIONS, FA_METHODS, LOSSES, MODULE_KINDS, SECTIONS,
+};
 use fa_lang::syntax::ast::ItemKind;
 use lsp_types::{CompletionItem, CompletionItemKind, Documentation};
 
@@ -58,15 +60,19 @@ pub fn complete(document: &Document, offset: usize) -> Vec<CompletionItem> {
             }
         }
         Some(('[', _)) => vocabulary_items(AUGMENTATIONS, CompletionItemKind::FUNCTION),
-        _ if typed.trim().is_empty() => words::KEYWORDS
-            .iter()
-            .map(|(keyword, doc)| CompletionItem {
-                label: keyword.to_string(),
-                kind: Some(CompletionItemKind::KEYWORD),
-                documentation: Some(Documentation::String(doc.to_string())),
-                ..CompletionItem::default()
-            })
-            .collect(),
+        _ if typed.trim().is_empty() => {
+            let mut items: Vec<CompletionItem> = words::KEYWORDS
+                .iter()
+                .map(|(keyword, doc)| CompletionItem {
+                    label: keyword.to_string(),
+                    kind: Some(CompletionItemKind::KEYWORD),
+                    documentation: Some(Documentation::String(doc.to_string())),
+                    ..CompletionItem::default()
+                })
+                .collect();
+            items.extend(vocabulary_items(SECTIONS, CompletionItemKind::MODULE));
+            items
+        }
         _ if typed.trim_start().starts_with("loss") => {
             vocabulary_items(LOSSES, CompletionItemKind::FUNCTION)
         }

@@ -1,7 +1,7 @@
 //! The training loop: one validated model, its data and a run folder in, a trained and
 //! evaluated model out, resumable at any checkpoint with bit-identical results on CPU.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use tch::{nn, Device, Tensor};
@@ -17,6 +17,7 @@ use crate::train::epoch::{collapse_warning, EpochStats};
 use crate::train::error::io;
 use crate::train::interrupt;
 use crate::train::metrics::{MetricsWriter, Record};
+use crate::train::tensorboard::EventsWriter;
 use crate::train::precision;
 use crate::train::progress::{LogFormat, Progress};
 use crate::train::resume::keep_metrics_up_to;
@@ -43,6 +44,8 @@ pub struct TrainOptions {
     pub skip_eval: bool,
     /// The resolved model as JSON, stored in the run folder and in checkpoints.
     pub source: String,
+    /// Also write TensorBoard's events file (`fa train --no-tensorboard` turns it off).
+    pub tensorboard: bool,
 }
 
 /// The online model with everything it needs to take a step.
@@ -230,6 +233,24 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
 
     let metrics_path = options.out.join("metrics.jsonl");
     let mut metrics = MetricsWriter::open(&metrics_path)?;
+    let mut events = if options.tensorboard {
+        let resumed = options.resume.then_some(step);
+        let mut events = EventsWriter::open(&options.out, resumed, geo.steps_per_epoch)?;
+        if resumed.is_none() {
+            augmentation_grid(valid, &train_set, &mut events)?;
+        }
+        Some(events)
+    } else {
+        None
+    };
+    // Every metrics record goes to the events file too.
+    let mut log = |record: &Record| -> Result<(), TrainError> {
+        metrics.write(record)?;
+        if let Some(events) = events.as_mut() {
+            events.record(record)?;
+        }
+        Ok(())
+    };
     let progress = Progress::new(options.log, geo.total_steps, step);
     let last_step = options
         .max_steps
@@ -302,7 +323,7 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
             grad_norm: outcome.grad_norm,
         };
         progress.step(&record);
-        metrics.write(&record)?;
+        log(&record)?;
 
         let epoch_done = step % geo.steps_per_epoch == 0;
         if epoch_done {
@@ -331,7 +352,7 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
                     progress.warn(&warning);
                 }
             }
-            metrics.write(&record)?;
+            log(&record)?;
             let every = model.train.checkpoint_every.max(1) as u64;
             if finished_epoch % every == 0 || step == geo.total_steps {
                 trainer.save(&options.out, step, geo, options)?;
@@ -376,7 +397,7 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
                 &mut summary,
             )?;
         }
-        metrics.write(&Record::Eval {
+        log(&Record::Eval {
             step: Some(step),
             random_init_linear_top1: None,
             knn_top1: summary.knn.map(|a| a.top1),
@@ -414,4 +435,41 @@ impl Trainer<'_> {
             augmenters: &self.augmenters,
         }
     }
+}
+
+/// Writes the augmentation grid (`fa augment`'s picture: four training images and two views
+/// of each pipeline) into the events file as the image `augmentation`, at step 0.
+fn augmentation_grid(
+    valid: &ValidModel,
+    train_set: &crate::data::ImageSet,
+    events: &mut EventsWriter,
+) -> Result<(), TrainError> {
+    let model = valid.model();
+    let pipelines: Vec<(String, &fa_lang::ir::Pipeline)> = model
+        .pipelines
+        .iter()
+        .map(|(name, pipeline)| (name.clone(), pipeline))
+        .collect();
+    if pipelines.is_empty() {
+        return Ok(());
+    }
+    // preview_grid writes a file; a temporary one beside the events file, named as every
+    // temporary file of a run folder is, so a crash leaves nothing a later run keeps.
+    let folder = events.path().parent().unwrap_or(Path::new("."));
+    let png = folder.join(format!(".augmentation.png.{}.tmp", std::process::id()));
+    let drawn = crate::data::preview_grid(
+        train_set,
+        &pipelines,
+        model.data.channels,
+        4,
+        2,
+        model.train.seed,
+        &png,
+    );
+    let result = drawn.map_err(TrainError::from).and_then(|(width, height)| {
+        let bytes = std::fs::read(&png).map_err(io("cannot read the augmentation grid"))?;
+        Ok(events.image("augmentation", 0, &bytes, width, height)?)
+    });
+    let _ = std::fs::remove_file(&png);
+    result
 }
