@@ -66,7 +66,10 @@ impl Client {
             }
             let mut body = vec![0; length.expect("a Content-Length header")];
             stdout.read_exact(&mut body).expect("the whole body");
-            if sender.send(serde_json::from_slice(&body).expect("JSON")).is_err() {
+            if sender
+                .send(serde_json::from_slice(&body).expect("JSON"))
+                .is_err()
+            {
                 return;
             }
         });
@@ -131,7 +134,10 @@ fn range(line: u32, start: u32, end: u32) -> Value {
 }
 
 fn hover_text(result: &Value) -> String {
-    result["contents"]["value"].as_str().unwrap_or_default().to_string()
+    result["contents"]["value"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 #[test]
@@ -164,7 +170,10 @@ fn an_editor_gets_diagnostics_hover_definition_completion_symbols_and_formatting
     // `anchr` on line 10, after "loss infonce(tau: 0.2) { " (25 characters).
     assert_eq!(diagnostics[0]["range"], range(10, 25, 30));
     assert!(
-        diagnostics[0]["message"].as_str().unwrap().contains("help: did you mean `anchor`?"),
+        diagnostics[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("help: did you mean `anchor`?"),
         "{diagnostics:?}"
     );
 
@@ -185,7 +194,10 @@ fn an_editor_gets_diagnostics_hover_definition_completion_symbols_and_formatting
     assert!(encoder.contains("4,848 trainable parameters"), "{encoder}");
     assert!(encoder.contains("[N,1,28,28] → [N,32]"), "{encoder}");
     let rate = hover_text(&client.request("textDocument/hover", at(&main, 9, 33)));
-    assert!(rate.contains("`rate`") && rate.contains("default: `0.2`"), "{rate}");
+    assert!(
+        rate.contains("`rate`") && rate.contains("default: `0.2`"),
+        "{rate}"
+    );
     let crop = hover_text(&client.request("textDocument/hover", at(&main, 4, 15)));
     assert!(crop.contains("random resized crop"), "{crop}");
 
@@ -209,21 +221,40 @@ fn an_editor_gets_diagnostics_hover_definition_completion_symbols_and_formatting
             .collect()
     };
     let methods = labels(client.request("textDocument/completion", at(&main, 9, 27)));
-    assert!(["nn", "mask", "mixup", "none"].iter().all(|m| methods.contains(&m.to_string())), "{methods:?}");
+    assert!(
+        ["nn", "mask", "mixup", "none"]
+            .iter()
+            .all(|m| methods.contains(&m.to_string())),
+        "{methods:?}"
+    );
     let params = labels(client.request("textDocument/completion", at(&main, 9, 32)));
     assert_eq!(params, ["rate", "k"]);
     let keywords = labels(client.request("textDocument/completion", at(&main, 11, 0)));
     assert!(keywords.contains(&"pipeline".to_string()), "{keywords:?}");
 
     // Symbols: the outline of the file.
-    let symbols = client.request("textDocument/documentSymbol", json!({"textDocument": {"uri": main}}));
+    let symbols = client.request(
+        "textDocument/documentSymbol",
+        json!({"textDocument": {"uri": main}}),
+    );
     let names: Vec<&str> = symbols
         .as_array()
         .unwrap()
         .iter()
         .map(|symbol| symbol["name"].as_str().unwrap())
         .collect();
-    for name in ["t", "common.fa", "data", "p", "f", "q", "anchor", "positive", "augmented", "loss"] {
+    for name in [
+        "t",
+        "common.fa",
+        "data",
+        "p",
+        "f",
+        "q",
+        "anchor",
+        "positive",
+        "augmented",
+        "loss",
+    ] {
         assert!(names.contains(&name), "{name} in {names:?}");
     }
 
@@ -236,7 +267,10 @@ fn an_editor_gets_diagnostics_hover_definition_completion_symbols_and_formatting
     assert_ne!(expected, fixed, "the fixture is not formatted");
     assert_eq!(edits.as_array().unwrap().len(), 1, "{edits}");
     assert_eq!(edits[0]["newText"], expected.as_str());
-    assert_eq!(edits[0]["range"]["start"], json!({"line": 0, "character": 0}));
+    assert_eq!(
+        edits[0]["range"]["start"],
+        json!({"line": 0, "character": 0})
+    );
 
     // A used file edited in the editor (not saved): the file that uses it is compiled
     // against the buffer, and the problem is published for the used file.
@@ -263,10 +297,16 @@ fn an_editor_gets_diagnostics_hover_definition_completion_symbols_and_formatting
     );
     let syntax = client.diagnostics_for(&main, 3);
     assert!(
-        !syntax.is_empty() && syntax.iter().all(|d| d["code"].as_str().unwrap().starts_with("fa::syntax")),
+        !syntax.is_empty()
+            && syntax
+                .iter()
+                .all(|d| d["code"].as_str().unwrap().starts_with("fa::syntax")),
         "{syntax:?}"
     );
-    let symbols = client.request("textDocument/documentSymbol", json!({"textDocument": {"uri": main}}));
+    let symbols = client.request(
+        "textDocument/documentSymbol",
+        json!({"textDocument": {"uri": main}}),
+    );
     assert!(symbols.as_array().unwrap().len() >= 8, "{symbols}");
 
     client.request("shutdown", Value::Null);

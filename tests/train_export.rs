@@ -59,7 +59,12 @@ fn an_exported_resnet18_backbone_loads_into_torchvision_and_computes_the_same_fe
     run_python(
         &python,
         &project_path("scripts/check_export.py"),
-        &["torchvision".as_ref(), "18".as_ref(), backbone.as_os_str(), io.as_os_str()],
+        &[
+            "torchvision".as_ref(),
+            "18".as_ref(),
+            backbone.as_os_str(),
+            io.as_os_str(),
+        ],
         "torchvision disagrees",
     );
 }
@@ -85,7 +90,11 @@ train {{ epochs: 1, seed: 1, checkpoint_every: 1 }}
 }
 
 /// Trains `valid` for one step into a new folder under `parent`.
-fn one_step(valid: &fa_lang::valid::ValidModel, parent: &std::path::Path, name: &str) -> std::path::PathBuf {
+fn one_step(
+    valid: &fa_lang::valid::ValidModel,
+    parent: &std::path::Path,
+    name: &str,
+) -> std::path::PathBuf {
     let run = parent.join(name);
     let options = TrainOptions {
         out: run.clone(),
@@ -108,7 +117,8 @@ fn fashion_mnist_root() -> std::path::PathBuf {
         std::env::var("FA_DATA_ROOT").unwrap_or_else(|_| "/usr/share/datasets".into()),
     );
     assert!(
-        root.join("fashion-mnist/train-images-idx3-ubyte.gz").exists(),
+        root.join("fashion-mnist/train-images-idx3-ubyte.gz")
+            .exists(),
         "Fashion-MNIST is missing under {}; ./dev installs it",
         root.display()
     );
@@ -133,7 +143,10 @@ fn torchvision_and_timm_resnets_18_and_50_load_the_exports_strictly_with_equal_f
         let features = network.backbone(&input);
         let io = run.join("io.safetensors");
         Tensor::write_safetensors(&[("input", &input), ("features", &features)], &io).unwrap();
-        for (library, format) in [("torchvision", ExportFormat::Torchvision), ("timm", ExportFormat::Timm)] {
+        for (library, format) in [
+            ("torchvision", ExportFormat::Torchvision),
+            ("timm", ExportFormat::Timm),
+        ] {
             let out = run.join(format!("{library}.safetensors"));
             let count = export_backbone_as(&valid, &run, &out, format, ExportEncoder::Online)
                 .expect("exports");
@@ -172,14 +185,18 @@ fn the_target_encoder_is_the_ema_copy_and_the_cifar_stem_is_refused_with_the_rea
     // and what to do instead, before anything is written.
     for format in [ExportFormat::Torchvision, ExportFormat::Timm] {
         let out = dir.path().join("refused.safetensors");
-        let error = export_backbone_as(&valid, &run, &out, format, ExportEncoder::Online)
-            .unwrap_err();
+        let error =
+            export_backbone_as(&valid, &run, &out, format, ExportEncoder::Online).unwrap_err();
         let message = error.to_string();
         assert!(
-            message.contains("CIFAR stem") && message.contains("7×7") && message.contains(format.name()),
+            message.contains("CIFAR stem")
+                && message.contains("7×7")
+                && message.contains(format.name()),
             "{message}"
         );
-        let help = miette::Diagnostic::help(&error).map(|h| h.to_string()).unwrap_or_default();
+        let help = miette::Diagnostic::help(&error)
+            .map(|h| h.to_string())
+            .unwrap_or_default();
         assert!(help.contains("--format state-dict"), "{help}");
         assert!(!out.exists());
     }
@@ -190,7 +207,10 @@ fn the_target_encoder_is_the_ema_copy_and_the_cifar_stem_is_refused_with_the_rea
     let tensors_under = |prefix: &str| -> Vec<(String, Tensor)> {
         let mut found: Vec<(String, Tensor)> = stored
             .iter()
-            .filter_map(|(name, t)| name.strip_prefix(prefix).map(|n| (n.to_string(), t.shallow_clone())))
+            .filter_map(|(name, t)| {
+                name.strip_prefix(prefix)
+                    .map(|n| (n.to_string(), t.shallow_clone()))
+            })
             .collect();
         found.sort_by(|a, b| a.0.cmp(&b.0));
         found
@@ -202,8 +222,22 @@ fn the_target_encoder_is_the_ema_copy_and_the_cifar_stem_is_refused_with_the_rea
     };
     let online_out = dir.path().join("online.safetensors");
     let target_out = dir.path().join("target.safetensors");
-    export_backbone_as(&valid, &run, &online_out, ExportFormat::StateDict, ExportEncoder::Online).unwrap();
-    export_backbone_as(&valid, &run, &target_out, ExportFormat::StateDict, ExportEncoder::Target).unwrap();
+    export_backbone_as(
+        &valid,
+        &run,
+        &online_out,
+        ExportFormat::StateDict,
+        ExportEncoder::Online,
+    )
+    .unwrap();
+    export_backbone_as(
+        &valid,
+        &run,
+        &target_out,
+        ExportFormat::StateDict,
+        ExportEncoder::Target,
+    )
+    .unwrap();
     let online = read(&online_out);
     let target = read(&target_out);
     let expected_online = tensors_under("model/f.");
@@ -220,17 +254,40 @@ fn the_target_encoder_is_the_ema_copy_and_the_cifar_stem_is_refused_with_the_rea
     }
     // After one step the EMA copy (0.99 of the start + 0.01 of the online weights) is not
     // the online encoder.
-    let conv = |list: &[(String, Tensor)]| list.iter().find(|(n, _)| n == "conv1.weight").unwrap().1.shallow_clone();
+    let conv = |list: &[(String, Tensor)]| {
+        list.iter()
+            .find(|(n, _)| n == "conv1.weight")
+            .unwrap()
+            .1
+            .shallow_clone()
+    };
     assert!(!conv(&online).equal(&conv(&target)));
 
     // A model without a target has no target encoder to export.
     let simclr = text
         .replace("target t = ema(f -> g, momentum: 0.99, final: 1.0)\n", "")
-        .replace("target_z = view(p) -> t", "target_z = view(p) -> f -> g -> stopgrad")
+        .replace(
+            "target_z = view(p) -> t",
+            "target_z = view(p) -> f -> g -> stopgrad",
+        )
         .replace("loss byol", "loss infonce");
-    let valid = support::models::compile_text("simclr.fa", &simclr).cells.remove(0).1;
+    let valid = support::models::compile_text("simclr.fa", &simclr)
+        .cells
+        .remove(0)
+        .1;
     let run = one_step(&valid, dir.path(), "simclr");
-    let error = export_backbone_as(&valid, &run, &dir.path().join("x.safetensors"), ExportFormat::StateDict, ExportEncoder::Target)
-        .unwrap_err();
-    assert!(error.to_string().contains("no EMA target of its encoder `f`"), "{error}");
+    let error = export_backbone_as(
+        &valid,
+        &run,
+        &dir.path().join("x.safetensors"),
+        ExportFormat::StateDict,
+        ExportEncoder::Target,
+    )
+    .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("no EMA target of its encoder `f`"),
+        "{error}"
+    );
 }

@@ -348,12 +348,14 @@ fn the_events_file_reads_back_in_tensorboard_with_every_metric_once_after_a_resu
         String::from_utf8_lossy(&output.stderr)
     );
     let read: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    let scalars = |tag: &str| -> Vec<(u64, f64)> {
+    // TensorBoard stores scalars as f32; JSON carries them as decimals that serde_json may
+    // read back one unit off in the last place of an f64, so both sides compare as f32.
+    let scalars = |tag: &str| -> Vec<(u64, f32)> {
         read["scalars"][tag]
             .as_array()
             .unwrap_or_else(|| panic!("no scalar `{tag}` in {}", read["scalars"]))
             .iter()
-            .map(|pair| (pair[0].as_u64().unwrap(), pair[1].as_f64().unwrap()))
+            .map(|pair| (pair[0].as_u64().unwrap(), pair[1].as_f64().unwrap() as f32))
             .collect()
     };
 
@@ -362,15 +364,24 @@ fn the_events_file_reads_back_in_tensorboard_with_every_metric_once_after_a_resu
     let steps: Vec<(u64, f64, f64, std::collections::BTreeMap<String, f64>)> = records
         .iter()
         .filter_map(|record| match record {
-            Record::Step { step, loss, lr, terms, .. } => Some((*step, *loss, *lr, terms.clone())),
+            Record::Step {
+                step,
+                loss,
+                lr,
+                terms,
+                ..
+            } => Some((*step, *loss, *lr, terms.clone())),
             _ => None,
         })
         .collect();
-    assert_eq!(steps.iter().map(|s| s.0).collect::<Vec<_>>(), (1..=8).collect::<Vec<_>>());
-    let as_f32 = |value: f64| f64::from(value as f32);
-    let expected_loss: Vec<(u64, f64)> = steps.iter().map(|s| (s.0, as_f32(s.1))).collect();
+    assert_eq!(
+        steps.iter().map(|s| s.0).collect::<Vec<_>>(),
+        (1..=8).collect::<Vec<_>>()
+    );
+    let as_f32 = |value: f64| value as f32;
+    let expected_loss: Vec<(u64, f32)> = steps.iter().map(|s| (s.0, as_f32(s.1))).collect();
     assert_eq!(scalars("loss/total"), expected_loss);
-    let expected_lr: Vec<(u64, f64)> = steps.iter().map(|s| (s.0, as_f32(s.2))).collect();
+    let expected_lr: Vec<(u64, f32)> = steps.iter().map(|s| (s.0, as_f32(s.2))).collect();
     assert_eq!(scalars("lr"), expected_lr);
     let terms = &steps[0].3;
     assert_eq!(terms.len(), 2, "two loss terms: {terms:?}");
@@ -390,7 +401,11 @@ fn the_events_file_reads_back_in_tensorboard_with_every_metric_once_after_a_resu
     let (knn, linear) = records
         .iter()
         .find_map(|record| match record {
-            Record::Eval { knn_top1, linear_top1, .. } => Some((knn_top1.unwrap(), linear_top1.unwrap())),
+            Record::Eval {
+                knn_top1,
+                linear_top1,
+                ..
+            } => Some((knn_top1.unwrap(), linear_top1.unwrap())),
             _ => None,
         })
         .expect("an evaluation record");
@@ -398,7 +413,9 @@ fn the_events_file_reads_back_in_tensorboard_with_every_metric_once_after_a_resu
     assert_eq!(scalars("eval/linear_top1"), [(8, as_f32(linear))]);
 
     // The augmentation grid, once, as an image TensorBoard decodes the size of.
-    let images = read["images"]["augmentation"].as_array().expect("the augmentation grid");
+    let images = read["images"]["augmentation"]
+        .as_array()
+        .expect("the augmentation grid");
     assert_eq!(images.len(), 1, "{images:?}");
     assert_eq!(images[0][0], 0);
     assert!(images[0][1].as_u64().unwrap() > 96 && images[0][3].as_u64().unwrap() > 1000);

@@ -85,7 +85,12 @@ fn main() -> ExitCode {
             backbone,
             format,
             encoder,
-        } => commands::export(&run, &backbone, export_format(format), export_encoder(encoder)),
+        } => commands::export(
+            &run,
+            &backbone,
+            export_format(format),
+            export_encoder(encoder),
+        ),
         Command::Plot { runs, out } => commands::plot(&runs, &out),
         Command::Augment {
             file,

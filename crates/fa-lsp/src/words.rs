@@ -45,7 +45,10 @@ pub const KEYWORDS: &[(&str, &str)] = &[
         "`loss KIND { a ~ b ... } combine mean|sum`: the loss terms",
     ),
     ("combine", "how the loss terms add up: `mean` or `sum`"),
-    ("symmetric", "`symmetric a ~ b`: the term and its mirror `b ~ a`"),
+    (
+        "symmetric",
+        "`symmetric a ~ b`: the term and its mirror `b ~ a`",
+    ),
     ("view", "`view(PIPELINE)`: one augmented view of the batch"),
     ("stopgrad", "stops the gradient of the value before it"),
     (

@@ -48,7 +48,11 @@ pub enum ExportEncoder {
 }
 
 /// Refuses a backbone that `format`'s ResNet cannot load strictly, saying why.
-fn check_format(valid: &ValidModel, backbone: &str, format: ExportFormat) -> Result<(), TrainError> {
+fn check_format(
+    valid: &ValidModel,
+    backbone: &str,
+    format: ExportFormat,
+) -> Result<(), TrainError> {
     if format == ExportFormat::StateDict {
         return Ok(());
     }
@@ -80,7 +84,11 @@ fn check_format(valid: &ValidModel, backbone: &str, format: ExportFormat) -> Res
 
 /// The checkpoint prefix of the encoder's tensors: `model/f.` for the online encoder,
 /// `model/ema.<target>.f.` for the EMA copy made by the target whose chain holds it.
-fn encoder_prefix(valid: &ValidModel, backbone: &str, encoder: ExportEncoder) -> Result<String, TrainError> {
+fn encoder_prefix(
+    valid: &ValidModel,
+    backbone: &str,
+    encoder: ExportEncoder,
+) -> Result<String, TrainError> {
     match encoder {
         ExportEncoder::Online => Ok(format!("model/{backbone}.")),
         ExportEncoder::Target => valid
@@ -88,11 +96,13 @@ fn encoder_prefix(valid: &ValidModel, backbone: &str, encoder: ExportEncoder) ->
             .modules
             .iter()
             .find_map(|(name, definition)| match &definition.kind {
-                ModuleKind::Ema { chain, .. } if chain.iter().any(|member| member == backbone) => Some(format!(
-                    "model/ema.{}.{}.",
-                    path_component(name),
-                    path_component(backbone)
-                )),
+                ModuleKind::Ema { chain, .. } if chain.iter().any(|member| member == backbone) => {
+                    Some(format!(
+                        "model/ema.{}.{}.",
+                        path_component(name),
+                        path_component(backbone)
+                    ))
+                }
                 _ => None,
             })
             .ok_or_else(|| TrainError::ExportNoTarget {
@@ -104,7 +114,13 @@ fn encoder_prefix(valid: &ValidModel, backbone: &str, encoder: ExportEncoder) ->
 /// Writes the backbone's tensors of the latest checkpoint of `run` under torchvision's names
 /// (the online encoder); returns how many tensors were written.
 pub fn export_backbone(valid: &ValidModel, run: &Path, out: &Path) -> Result<usize, TrainError> {
-    export_backbone_as(valid, run, out, ExportFormat::Torchvision, ExportEncoder::Online)
+    export_backbone_as(
+        valid,
+        run,
+        out,
+        ExportFormat::Torchvision,
+        ExportEncoder::Online,
+    )
 }
 
 /// Writes the `encoder` copy of the backbone of the latest checkpoint of `run` (or of the

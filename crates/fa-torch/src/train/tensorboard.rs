@@ -197,8 +197,14 @@ pub fn scalars(record: &Record, steps_per_epoch: u64) -> (u64, Vec<(String, Valu
             put(format!("{EVAL_PREFIX}knn_top5"), *knn_top5);
             put(format!("{EVAL_PREFIX}linear_top1"), *linear_top1);
             put(format!("{EVAL_PREFIX}linear_top5"), *linear_top5);
-            put(format!("{EVAL_PREFIX}random_init_knn_top1"), *random_init_knn_top1);
-            put(format!("{EVAL_PREFIX}random_init_linear_top1"), *random_init_linear_top1);
+            put(
+                format!("{EVAL_PREFIX}random_init_knn_top1"),
+                *random_init_knn_top1,
+            );
+            put(
+                format!("{EVAL_PREFIX}random_init_linear_top1"),
+                *random_init_linear_top1,
+            );
             put(format!("{EVAL_PREFIX}pixels_knn_top1"), *pixels_knn_top1);
             step.unwrap_or(0)
         }
@@ -224,7 +230,11 @@ impl EventsWriter {
     /// Opens the events file of `run`. A fresh run starts it; a resumed run from `resumed`
     /// keeps the events up to that step (evaluations dropped, as in `metrics.jsonl`) and
     /// continues after them, so no step appears twice.
-    pub fn open(run: &Path, resumed: Option<u64>, steps_per_epoch: u64) -> Result<EventsWriter, EventsError> {
+    pub fn open(
+        run: &Path,
+        resumed: Option<u64>,
+        steps_per_epoch: u64,
+    ) -> Result<EventsWriter, EventsError> {
         let path = run.join(EVENTS_FILE);
         let io_error = |source| EventsError::Io {
             path: path.clone(),
@@ -269,7 +279,14 @@ impl EventsWriter {
     }
 
     /// Writes a PNG image under `tag` at `step`.
-    pub fn image(&mut self, tag: &str, step: u64, png: &[u8], width: u32, height: u32) -> Result<(), EventsError> {
+    pub fn image(
+        &mut self,
+        tag: &str,
+        step: u64,
+        png: &[u8],
+        width: u32,
+        height: u32,
+    ) -> Result<(), EventsError> {
         let value = Value::Png { png, width, height };
         self.write(&summary_event(now(), step, &[(tag.to_string(), value)]))
     }
@@ -297,13 +314,17 @@ pub fn read_records(path: &Path, bytes: &[u8]) -> Result<Vec<Vec<u8>>, EventsErr
     let mut offset = 0;
     while offset + 12 <= bytes.len() {
         let length_bytes = &bytes[offset..offset + 8];
-        let stored = u32::from_le_bytes(bytes[offset + 8..offset + 12].try_into().expect("4 bytes"));
+        let stored =
+            u32::from_le_bytes(bytes[offset + 8..offset + 12].try_into().expect("4 bytes"));
         if stored != masked_crc(length_bytes) {
             return Err(corrupt(offset, "length checksum"));
         }
         let length = u64::from_le_bytes(length_bytes.try_into().expect("8 bytes")) as usize;
         let start = offset + 12;
-        let Some(end) = start.checked_add(length).filter(|end| end + 4 <= bytes.len()) else {
+        let Some(end) = start
+            .checked_add(length)
+            .filter(|end| end + 4 <= bytes.len())
+        else {
             break;
         };
         let stored = u32::from_le_bytes(bytes[end..end + 4].try_into().expect("4 bytes"));
@@ -368,7 +389,9 @@ fn fields(mut bytes: &[u8]) -> Vec<(u64, Field<'_>)> {
     }
     let mut out = Vec::new();
     while !bytes.is_empty() {
-        let Some(key) = read_varint(&mut bytes) else { break };
+        let Some(key) = read_varint(&mut bytes) else {
+            break;
+        };
         let field = key >> 3;
         let value = match key & 7 {
             0 => match read_varint(&mut bytes) {
@@ -384,7 +407,9 @@ fn fields(mut bytes: &[u8]) -> Vec<(u64, Field<'_>)> {
                 Field::Fixed
             }
             2 => {
-                let Some(length) = read_varint(&mut bytes) else { break };
+                let Some(length) = read_varint(&mut bytes) else {
+                    break;
+                };
                 let length = length as usize;
                 if bytes.len() < length {
                     break;
@@ -422,7 +447,10 @@ mod tests {
         // The bytes TensorBoard's Python RecordWriter writes for
         // Event(wall_time=1.5, step=0, file_version="brain.Event:2").
         let event = version_event(1.5);
-        assert_eq!(hex(&event), "09000000000000f83f1a0d627261696e2e4576656e743a32");
+        assert_eq!(
+            hex(&event),
+            "09000000000000f83f1a0d627261696e2e4576656e743a32"
+        );
         assert_eq!(
             hex(&frame(&event)),
             "1800000000000000a37f4b22\
@@ -436,9 +464,18 @@ mod tests {
         // Event(wall_time=2.0, step=7, summary=Summary(value=[Value(tag="loss",
         // simple_value=0.25)])).SerializeToString(), from TensorBoard's protobuf classes.
         let event = summary_event(2.0, 7, &[("loss".into(), Value::Scalar(0.25))]);
-        assert_eq!(hex(&event), "09000000000000004010072a0d0a0b0a046c6f7373150000803e");
+        assert_eq!(
+            hex(&event),
+            "09000000000000004010072a0d0a0b0a046c6f7373150000803e"
+        );
         let info = parse_event(&event);
-        assert_eq!(info, EventInfo { step: 7, tags: vec!["loss".into()] });
+        assert_eq!(
+            info,
+            EventInfo {
+                step: 7,
+                tags: vec!["loss".into()]
+            }
+        );
         let mut file = frame(&version_event(1.0));
         file.extend(frame(&event));
         let records = read_records(Path::new("x"), &file).unwrap();
@@ -449,8 +486,13 @@ mod tests {
         let mut flipped = file.clone();
         let last = flipped.len() - 6;
         flipped[last] ^= 1;
-        let error = read_records(Path::new("x"), &flipped).unwrap_err().to_string();
-        assert!(error.contains("data checksum") && error.contains("byte 40"), "{error}");
+        let error = read_records(Path::new("x"), &flipped)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("data checksum") && error.contains("byte 40"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -459,7 +501,9 @@ mod tests {
             step: 3,
             epoch: 0,
             loss: 1.5,
-            terms: [("anchor~positive".to_string(), 1.25)].into_iter().collect(),
+            terms: [("anchor~positive".to_string(), 1.25)]
+                .into_iter()
+                .collect(),
             lr: 0.1,
             ema_momentum: Some(0.99),
             images_per_s: 100.0,
@@ -468,8 +512,19 @@ mod tests {
         let (step, values) = scalars(&record, 10);
         assert_eq!(step, 3);
         let tags: Vec<&str> = values.iter().map(|(tag, _)| tag.as_str()).collect();
-        assert_eq!(tags, ["loss/total", "loss/anchor~positive", "lr", "ema_momentum", "images_per_s"]);
-        let Value::Scalar(momentum) = values[3].1 else { panic!() };
+        assert_eq!(
+            tags,
+            [
+                "loss/total",
+                "loss/anchor~positive",
+                "lr",
+                "ema_momentum",
+                "images_per_s"
+            ]
+        );
+        let Value::Scalar(momentum) = values[3].1 else {
+            panic!()
+        };
         assert_eq!(momentum, 0.99f32);
         // An epoch's record sits at the epoch's last step; a diverged loss is left out.
         let epoch = Record::Epoch {

@@ -1,7 +1,7 @@
 //! The training loop: one validated model, its data and a run folder in, a trained and
 //! evaluated model out, resumable at any checkpoint with bit-identical results on CPU.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use tch::{nn, Device, Tensor};
@@ -17,11 +17,11 @@ use crate::train::epoch::{collapse_warning, EpochStats};
 use crate::train::error::io;
 use crate::train::interrupt;
 use crate::train::metrics::{MetricsWriter, Record};
-use crate::train::tensorboard::EventsWriter;
 use crate::train::precision;
 use crate::train::progress::{LogFormat, Progress};
 use crate::train::resume::keep_metrics_up_to;
 use crate::train::run_folder::{self, RunLock};
+use crate::train::tensorboard::EventsWriter;
 use crate::train::{Summary, TrainError};
 use fa_base::random::{Key, Purpose};
 use fa_lang::ir::{Model, Precision};
@@ -453,23 +453,14 @@ fn augmentation_grid(
     if pipelines.is_empty() {
         return Ok(());
     }
-    // preview_grid writes a file; a temporary one beside the events file, named as every
-    // temporary file of a run folder is, so a crash leaves nothing a later run keeps.
-    let folder = events.path().parent().unwrap_or(Path::new("."));
-    let png = folder.join(format!(".augmentation.png.{}.tmp", std::process::id()));
-    let drawn = crate::data::preview_grid(
+    let (png, width, height) = crate::data::preview_png(
         train_set,
         &pipelines,
         model.data.channels,
         4,
         2,
         model.train.seed,
-        &png,
-    );
-    let result = drawn.map_err(TrainError::from).and_then(|(width, height)| {
-        let bytes = std::fs::read(&png).map_err(io("cannot read the augmentation grid"))?;
-        Ok(events.image("augmentation", 0, &bytes, width, height)?)
-    });
-    let _ = std::fs::remove_file(&png);
-    result
+        events.path(),
+    )?;
+    Ok(events.image("augmentation", 0, &png, width, height)?)
 }
