@@ -319,3 +319,31 @@ fn url_of(path: &Path) -> String {
     let path = path.canonicalize().unwrap();
     format!("file://{}", path.display())
 }
+
+#[test]
+fn the_textmate_grammar_is_json_and_highlights_every_keyword_of_the_pest_grammar() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let grammar: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("editors/vscode/syntaxes/fa.tmLanguage.json")).unwrap(),
+    )
+    .expect("the TextMate grammar is JSON");
+    assert_eq!(grammar["scopeName"], "source.fa");
+    let text = grammar.to_string();
+    // The words of the pest grammar's `keyword` rule, which the TextMate grammar must know.
+    let pest = std::fs::read_to_string(root.join("grammar/fa.pest")).unwrap();
+    let rule = pest
+        .split("keyword = @{")
+        .nth(1)
+        .and_then(|rest| rest.split('}').next())
+        .expect("the keyword rule");
+    let keywords: Vec<&str> = rule.split('"').skip(1).step_by(2).collect();
+    assert!(keywords.len() >= 15, "{keywords:?}");
+    for keyword in keywords {
+        assert!(
+            text.contains(&format!("|{keyword}|"))
+                || text.contains(&format!("({keyword}|"))
+                || text.contains(&format!("|{keyword})")),
+            "`{keyword}` is not highlighted"
+        );
+    }
+}
