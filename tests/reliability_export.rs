@@ -106,7 +106,14 @@ fn export_and_eval_refuse_wrong_inputs_with_the_reason_and_the_way_out() {
 
     // A checkpoint in its run's checkpoints folder exports; a loose copy is explained.
     let good = dir.path().join("backbone.safetensors");
-    let output = fa(&["export", &s(&latest), "--backbone", &s(&good)]);
+    let output = fa(&[
+        "export",
+        &s(&latest),
+        "--backbone",
+        &s(&good),
+        "--format",
+        "state-dict",
+    ]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     let loose = dir.path().join("loose.safetensors");
     std::fs::copy(&latest, &loose).unwrap();
@@ -116,6 +123,8 @@ fn export_and_eval_refuse_wrong_inputs_with_the_reason_and_the_way_out() {
             s(&loose),
             "--backbone".into(),
             s(&good),
+            "--format".into(),
+            "state-dict".into(),
         ],
         vec![
             "eval".to_string(),
@@ -155,7 +164,14 @@ fn export_and_eval_refuse_wrong_inputs_with_the_reason_and_the_way_out() {
     std::fs::remove_file(&latest).unwrap();
     std::fs::copy(only_checkpoint(&other), &latest).unwrap();
     let foreign = dir.path().join("foreign.safetensors");
-    let output = fa(&["export", &s(&run), "--backbone", &s(&foreign)]);
+    let output = fa(&[
+        "export",
+        &s(&run),
+        "--backbone",
+        &s(&foreign),
+        "--format",
+        "state-dict",
+    ]);
     let message = text(&output);
     assert_eq!(output.status.code(), Some(2), "{message}");
     assert!(

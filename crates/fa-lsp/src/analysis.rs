@@ -30,6 +30,16 @@ pub struct Analysis {
 }
 
 impl Analysis {
+    /// Nothing known yet (a file just opened, before the workspace analyses it).
+    pub fn empty() -> Analysis {
+        Analysis {
+            parsed: Parsed::default(),
+            sources: SourceMap::default(),
+            diagnostics: Vec::new(),
+            cells: Vec::new(),
+        }
+    }
+
     /// The first cell's validated model: what hover reports shapes and parameters from.
     pub fn model(&self) -> Option<&ValidModel> {
         self.cells.first().map(|(_, valid)| valid)

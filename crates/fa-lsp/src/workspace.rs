@@ -41,14 +41,13 @@ fn canonical(path: &std::path::Path) -> PathBuf {
 impl Workspace {
     pub fn open(&mut self, uri: Url, text: String, version: i32) {
         let path = uri_path(&uri);
-        let analysis = analysis::analyse(&path, &text, BTreeMap::new());
         self.documents.insert(
             uri,
             Document {
                 text,
                 version,
                 path,
-                analysis,
+                analysis: Analysis::empty(),
             },
         );
         self.reanalyse();
@@ -108,10 +107,12 @@ impl Workspace {
                 }
             };
             for problem in &analysis.parsed.problems {
-                by_uri
-                    .entry(uri.clone())
-                    .or_default()
-                    .push(analysis::to_lsp(problem, &analysis.sources, &own));
+                let converted = analysis::to_lsp(problem, &analysis.sources, &own);
+                let list = by_uri.entry(uri.clone()).or_default();
+                // A used file's syntax error also comes from the files that use it.
+                if !list.contains(&converted) {
+                    list.push(converted);
+                }
             }
             for diagnostic in &analysis.diagnostics {
                 let Some(target) = own(diagnostic.span.file) else {
