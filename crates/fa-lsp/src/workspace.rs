@@ -143,3 +143,71 @@ impl Workspace {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAIN: &str = "model t
+use \"common.fa\"
+data { format: idx, path: \"fashion-mnist\", limit: 1000 }
+pipeline p = [crop, flip]
+encoder f = convnet(16, 32)
+predictor q = mlp(64, 32)
+anchor = view(p) -> f -> g -> q
+positive = view(p) -> f -> g -> stopgrad
+loss infonce(tau: 0.2) { anchor ~ positive }
+";
+
+    #[test]
+    fn a_syntax_error_in_an_open_used_file_is_published_once_and_cleared_when_fixed() {
+        let folder = tempfile::tempdir().unwrap();
+        let folder = folder.path().canonicalize().unwrap();
+        let main_path = folder.join("main.fa");
+        let common_path = folder.join("common.fa");
+        std::fs::write(&main_path, MAIN).unwrap();
+        std::fs::write(&common_path, "projector g = mlp(64, 32)\n").unwrap();
+        let main = Url::from_file_path(&main_path).unwrap();
+        let common = Url::from_file_path(&common_path).unwrap();
+        let mut workspace = Workspace::default();
+        workspace.open(main.clone(), MAIN.into(), 1);
+        workspace.open(common.clone(), "projector g = mlp(64, 32)\n".into(), 1);
+        let published = workspace.diagnostics();
+        assert!(
+            published.iter().all(|p| p.diagnostics.is_empty()),
+            "{published:?}"
+        );
+
+        // Both the used file's own parse and the using file's compile see the error: once.
+        workspace.change(&common, "projector g = mlp(64, 32\n".into(), 2);
+        let published = workspace.diagnostics();
+        let for_common: Vec<_> = published.iter().filter(|p| p.uri == common).collect();
+        assert_eq!(for_common.len(), 1);
+        assert_eq!(
+            for_common[0].diagnostics.len(),
+            1,
+            "{:?}",
+            for_common[0].diagnostics
+        );
+        let code = for_common[0].diagnostics[0].code.clone();
+        assert!(
+            matches!(code, Some(lsp_types::NumberOrString::String(c)) if c.starts_with("fa::syntax"))
+        );
+        // The file that uses it has no problem of its own.
+        assert!(published
+            .iter()
+            .any(|p| p.uri == main && p.diagnostics.is_empty()));
+
+        // Fixed: the used file's diagnostics are cleared.
+        workspace.change(&common, "projector g = mlp(64, 32)\n".into(), 3);
+        let published = workspace.diagnostics();
+        assert!(published
+            .iter()
+            .any(|p| p.uri == common && p.diagnostics.is_empty()));
+        // Closing it: the using file reads the disk again, and nothing is published for the
+        // closed file that had nothing.
+        workspace.close(&common);
+        let published = workspace.diagnostics();
+        assert!(published.iter().all(|p| p.uri != common), "{published:?}");
+    }
+}
