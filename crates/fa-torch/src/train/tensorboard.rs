@@ -243,7 +243,11 @@ impl EventsWriter {
         let mut kept = Vec::new();
         if let (Some(step), true) = (resumed, path.exists()) {
             let bytes = std::fs::read(&path).map_err(io_error)?;
-            for event in read_records(&path, &bytes)? {
+            // The events file only mirrors metrics.jsonl: a damaged record does not stop the
+            // run from resuming. The records before it are kept; those after it up to the
+            // resumed step are lost from the events file (metrics.jsonl still has them).
+            let (records, _damage) = scan(&bytes);
+            for event in records {
                 let parsed = parse_event(&event);
                 if parsed.step <= step && !parsed.tags.iter().any(|t| t.starts_with(EVAL_PREFIX)) {
                     kept.extend(frame(&event));
@@ -305,11 +309,18 @@ impl EventsWriter {
 /// The data of every record of an events file, checksums verified. A record cut short at
 /// the end (a crash while writing) is dropped; a checksum that does not match is an error.
 pub fn read_records(path: &Path, bytes: &[u8]) -> Result<Vec<Vec<u8>>, EventsError> {
-    let corrupt = |offset, what| EventsError::Corrupt {
-        path: path.to_path_buf(),
-        offset,
-        what,
-    };
+    match scan(bytes) {
+        (records, None) => Ok(records),
+        (_, Some((offset, what))) => Err(EventsError::Corrupt {
+            path: path.to_path_buf(),
+            offset,
+            what,
+        }),
+    }
+}
+
+/// The records up to the first damaged one, and where and how that one is damaged.
+fn scan(bytes: &[u8]) -> (Vec<Vec<u8>>, Option<(usize, &'static str)>) {
     let mut records = Vec::new();
     let mut offset = 0;
     while offset + 12 <= bytes.len() {
@@ -317,7 +328,7 @@ pub fn read_records(path: &Path, bytes: &[u8]) -> Result<Vec<Vec<u8>>, EventsErr
         let stored =
             u32::from_le_bytes(bytes[offset + 8..offset + 12].try_into().expect("4 bytes"));
         if stored != masked_crc(length_bytes) {
-            return Err(corrupt(offset, "length checksum"));
+            return (records, Some((offset, "length checksum")));
         }
         let length = u64::from_le_bytes(length_bytes.try_into().expect("8 bytes")) as usize;
         let start = offset + 12;
@@ -329,12 +340,12 @@ pub fn read_records(path: &Path, bytes: &[u8]) -> Result<Vec<Vec<u8>>, EventsErr
         };
         let stored = u32::from_le_bytes(bytes[end..end + 4].try_into().expect("4 bytes"));
         if stored != masked_crc(&bytes[start..end]) {
-            return Err(corrupt(offset, "data checksum"));
+            return (records, Some((offset, "data checksum")));
         }
         records.push(bytes[start..end].to_vec());
         offset = end + 4;
     }
-    Ok(records)
+    (records, None)
 }
 
 /// What the resume filter needs of an event: its step and the tags of its values.
@@ -539,5 +550,61 @@ mod tests {
         assert_eq!(step, 20);
         let tags: Vec<&str> = values.iter().map(|(tag, _)| tag.as_str()).collect();
         assert_eq!(tags, ["epoch/seconds", "collapse/std", "knn/top1"]);
+    }
+
+    #[test]
+    fn a_resume_keeps_the_events_up_to_its_step_and_drops_evaluations() {
+        let run = tempfile::tempdir().unwrap();
+        let step = |step: u64| Record::Step {
+            step,
+            epoch: 0,
+            loss: step as f64,
+            terms: Default::default(),
+            lr: 0.1,
+            ema_momentum: None,
+            images_per_s: 1.0,
+            grad_norm: None,
+        };
+        let mut writer = EventsWriter::open(run.path(), None, 4).unwrap();
+        for number in 1..=6 {
+            writer.record(&step(number)).unwrap();
+        }
+        writer
+            .record(&Record::Eval {
+                step: Some(6),
+                knn_top1: Some(50.0),
+                knn_top5: None,
+                linear_top1: None,
+                linear_top5: None,
+                random_init_knn_top1: None,
+                random_init_linear_top1: None,
+                pixels_knn_top1: None,
+            })
+            .unwrap();
+        drop(writer);
+        let steps = |path: &Path| -> Vec<u64> {
+            let bytes = std::fs::read(path).unwrap();
+            read_records(path, &bytes).unwrap()[1..]
+                .iter()
+                .map(|e| parse_event(e).step)
+                .collect()
+        };
+        let path = run.path().join(EVENTS_FILE);
+        assert_eq!(steps(&path), [1, 2, 3, 4, 5, 6, 6]);
+        // Resumed from step 4: steps 5, 6 and the evaluation go; 5 and 6 come again.
+        let mut writer = EventsWriter::open(run.path(), Some(4), 4).unwrap();
+        writer.record(&step(5)).unwrap();
+        writer.record(&step(6)).unwrap();
+        drop(writer);
+        assert_eq!(steps(&path), [1, 2, 3, 4, 5, 6]);
+        // A damaged record (a flipped byte in step 3's event) keeps the records before it.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let records = read_records(&path, &bytes).unwrap();
+        let third = records[..3].iter().map(|r| r.len() + 16).sum::<usize>() + 14;
+        bytes[third] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(read_records(&path, &bytes).is_err());
+        EventsWriter::open(run.path(), Some(4), 4).unwrap();
+        assert_eq!(steps(&path), [1, 2]);
     }
 }
