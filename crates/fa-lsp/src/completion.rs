@@ -16,7 +16,7 @@ pub fn complete(document: &Document, offset: usize) -> Vec<CompletionItem> {
     let text = &document.text[..offset.min(document.text.len())];
     let line = &text[text.rfind('\n').map_or(0, |newline| newline + 1)..];
     let typed = line.trim_end_matches(|c: char| c.is_ascii_alphanumeric() || c == '_');
-    if typed.trim_end().ends_with("fa") && typed.ends_with(' ') {
+    if typed.ends_with(' ') && word_before(typed) == "fa" {
         return vocabulary_items(FA_METHODS, CompletionItemKind::FUNCTION);
     }
     match innermost_open_bracket(text) {
@@ -178,5 +178,6 @@ mod tests {
         );
         assert_eq!(innermost_open_bracket("x = \"(\" "), None);
         assert_eq!(word_before("loss infonce "), "infonce");
+        assert_eq!(word_before("x -> sofa "), "sofa");
     }
 }
