@@ -65,6 +65,9 @@ pub enum Command {
         /// Override a value: `--set optim.lr=0.3`.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<Override>,
+        /// Fail when a model's estimated training memory exceeds this (`16GiB`, `80G`).
+        #[arg(long, value_name = "SIZE", value_parser = fa_lang::plan::parse_size)]
+        memory: Option<usize>,
     },
     /// Print the dataflow graph of a model (every sweep cell).
     Graph {
@@ -203,6 +206,9 @@ pub enum Command {
         out: PathBuf,
         #[arg(long)]
         data_root: Option<PathBuf>,
+        /// Override a value, or pick one sweep cell: `--set fa=nn`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<Override>,
     },
 }
 

@@ -46,6 +46,7 @@ pub fn check(
     files: &[PathBuf],
     overrides: &[Override],
     deny_warnings: bool,
+    memory: Option<usize>,
 ) -> Result<Outcome, FrontError> {
     if files.is_empty() {
         return Err(FrontError::NoFiles);
@@ -76,6 +77,9 @@ pub fn check(
                     file.display(),
                     if warnings == 1 { "" } else { "s" }
                 );
+                if !report_memory(&compiled, memory) {
+                    failed = true;
+                }
             }
             None => failed = true,
         }
@@ -83,12 +87,53 @@ pub fn check(
     Ok(Outcome::failed_if(failed))
 }
 
+/// Prints the training-memory estimate of the largest cell; false when it exceeds `limit`.
+fn report_memory(compiled: &fa_lang::driver::Compiled, limit: Option<usize>) -> bool {
+    use fa_lang::plan::{human_bytes, memory_estimate};
+    let Some((cell, estimate)) = compiled
+        .cells
+        .iter()
+        .map(|(cell, valid)| (cell, memory_estimate(valid)))
+        .max_by_key(|(_, estimate)| estimate.device)
+    else {
+        return true;
+    };
+    let which = if compiled.cells.len() > 1 {
+        format!(" (largest cell: {})", cell.name)
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "  memory ≈ {} per training step{which}: parameters and optimiser {}, buffers {}, banks {}, batch {}, activations {}{}",
+        human_bytes(estimate.device),
+        human_bytes(estimate.parameters),
+        human_bytes(estimate.buffers),
+        human_bytes(estimate.banks),
+        human_bytes(estimate.batch),
+        human_bytes(estimate.activations),
+        estimate
+            .dataset
+            .map(|bytes| format!("; dataset in host memory {}", human_bytes(bytes)))
+            .unwrap_or_default()
+    );
+    match limit {
+        Some(limit) if estimate.device > limit => {
+            eprintln!(
+                "error: the estimate exceeds --memory {}: lower `data.batch` (and raise `optim.accumulate` to keep the effective batch), the bank, or the model's widths",
+                human_bytes(limit)
+            );
+            false
+        }
+        _ => true,
+    }
+}
+
 /// The number of definitions of `file` when it parses and is a library, a file meant to be
 /// `use`d (no `model` and no `loss`), such as `models/common.fa`; `None` otherwise, so that
 /// everything else, syntax errors included, goes through the full compile.
 fn library_definitions(file: &Path) -> Option<usize> {
     use fa_lang::syntax::ast::ItemKind;
-    let text = std::fs::read_to_string(file).ok()?;
+    let text = String::from_utf8(fa_base::fsio::read_source(file).ok()?).ok()?;
     let parsed = fa_lang::syntax::parse_file(0, &text).ok()?;
     let is_model = parsed
         .items
@@ -149,10 +194,19 @@ pub fn expand(file: &Path, overrides: &[Override]) -> Result<Outcome, FrontError
 pub fn fmt(files: &[PathBuf], check: bool) -> Result<Outcome, FrontError> {
     let mut outcome = Outcome::Success;
     for file in files {
-        let source = std::fs::read_to_string(file).map_err(|source| FrontError::Io {
-            path: file.clone(),
-            source,
-        })?;
+        let source = fa_base::fsio::read_source(file)
+            .and_then(|bytes| {
+                String::from_utf8(bytes).map_err(|_| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "the file is not UTF-8 text",
+                    )
+                })
+            })
+            .map_err(|source| FrontError::Io {
+                path: file.clone(),
+                source,
+            })?;
         let formatted = match fa_lang::fmt::format_source(&source) {
             Ok(formatted) => formatted,
             Err(report) => {
@@ -168,12 +222,12 @@ pub fn fmt(files: &[PathBuf], check: bool) -> Result<Outcome, FrontError> {
             eprintln!("{}: not formatted", file.display());
             outcome = Outcome::Failed;
         } else {
-            fa_base::fsio::write_file_atomically(file, formatted.as_bytes()).map_err(|source| {
-                FrontError::Write {
+            fa_base::fsio::rewrite_file_atomically(file, formatted.as_bytes()).map_err(
+                |source| FrontError::Write {
                     path: file.clone(),
                     source,
-                }
-            })?;
+                },
+            )?;
         }
     }
     Ok(outcome)

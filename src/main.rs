@@ -19,7 +19,8 @@ fn main() -> ExitCode {
             files,
             deny_warnings,
             overrides,
-        } => front::check(&files, &overrides, deny_warnings),
+            memory,
+        } => front::check(&files, &overrides, deny_warnings, memory),
         Command::Graph {
             file,
             format,

@@ -281,20 +281,43 @@ fn plot_writes_png_and_svg_curves() {
             _ => panic!("unexpected file {}", path.display()),
         }
     }
-    // A folder without metrics fails; ARCHITECTURE.md calls this an I/O problem (exit 2)
-    // but `fa plot` reports it as a failed run (exit 1), so only failure is asserted.
-    let output = fa(&[
-        "plot",
-        path_text(&dir.path().join("no_run")),
-        "--out",
-        path_text(&plots),
-    ]);
-    assert!(!output.status.success(), "plot of a missing run must fail");
-    assert!(
-        stderr(&output).contains("metrics.jsonl"),
-        "{}",
-        stderr(&output)
-    );
+    // A missing run, a folder that is not a run and an --out that is a file are usage
+    // errors (exit 2) that say which.
+    let note = dir.path().join("note.txt");
+    std::fs::write(&note, "mine").unwrap();
+    for (args, expected) in [
+        (
+            vec![
+                "plot",
+                path_text(&dir.path().join("no_run")),
+                "--out",
+                path_text(&plots),
+            ],
+            "does not exist",
+        ),
+        (
+            vec!["plot", path_text(dir.path()), "--out", path_text(&plots)],
+            "it has no metrics.jsonl",
+        ),
+        (
+            vec!["plot", path_text(&run), "--out", path_text(&note)],
+            "is not a folder",
+        ),
+    ] {
+        let output = fa(&args);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(expected),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&note).unwrap(), "mine");
 }
 
 #[test]
@@ -336,9 +359,31 @@ fn augment_writes_a_png_grid_of_the_size_it_reports() {
         "unknown view",
     );
     assert!(
-        stderr(&output).contains("no view named `nope`"),
+        stderr(&output).contains("no view named `nope`")
+            && stderr(&output).contains("the views of `tiny` are `anchor` (pipeline"),
         "{}",
         stderr(&output)
+    );
+    // The branch's source name selects its view.
+    let one = dir.path().join("one.png");
+    expect_code(
+        fa(&[
+            "augment",
+            "tests/train/tiny.fa",
+            "--view",
+            "anchor",
+            "--out",
+            path_text(&one),
+            "--data-root",
+            &root,
+        ]),
+        0,
+        "augment one view",
+    );
+    let one_size = image::image_dimensions(&one).unwrap();
+    assert!(
+        one_size.0 * one_size.1 < width * height,
+        "one view: {one_size:?}, every view: {width}×{height}"
     );
 }
 

@@ -81,3 +81,69 @@ fn a_tar_member_declaring_a_huge_size_is_refused_without_allocating_it() {
     );
     assert!(error.to_string().contains("train/cat/a.png"), "{error}");
 }
+
+/// A `.tar.gz` with a flipped byte fails with a message in plain text: the archive's name and
+/// what is wrong, no binary junk from the damaged stream.
+#[test]
+fn a_damaged_tar_gz_is_refused_in_plain_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut builder = tar::Builder::new(Vec::new());
+    for index in 0..4 {
+        let mut header = tar::Header::new_gnu();
+        let bytes = vec![index as u8; 2000];
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, format!("train/cat/{index}.png"), &bytes[..])
+            .unwrap();
+    }
+    let tar = builder.into_inner().unwrap();
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut encoder, &tar).unwrap();
+    let gz = encoder.finish().unwrap();
+    for position in [gz.len() / 3, gz.len() / 2, gz.len() - 6] {
+        let mut damaged = gz.clone();
+        damaged[position] ^= 0x5a;
+        write(&dir.path().join("d/train.tar.gz"), &damaged);
+        let error = load(
+            &config(DatasetFormat::ImageFolder, 3),
+            dir.path(),
+            "train",
+            &LoadOptions::default(),
+        )
+        .unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("train.tar.gz"),
+            "byte {position}: {message}"
+        );
+        assert!(
+            message
+                .chars()
+                .all(|c| !c.is_control()
+                    && (c.is_ascii() || c.is_alphanumeric() || "×—–…’".contains(c))),
+            "byte {position}: {message:?}"
+        );
+    }
+}
+
+/// A dataset that is not where the data root says names the paths tried and the ways to
+/// point fa at the data.
+#[test]
+fn a_missing_dataset_says_how_to_point_fa_at_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let error = load(
+        &config(DatasetFormat::Idx, 1),
+        dir.path(),
+        "train",
+        &LoadOptions::default(),
+    )
+    .unwrap_err();
+    let message = error.to_string();
+    assert!(matches!(error, DataError::MissingSplit { .. }), "{error:?}");
+    assert!(
+        message.contains("--data-root") && message.contains("FA_DATA_ROOT"),
+        "{message}"
+    );
+}

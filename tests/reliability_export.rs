@@ -104,6 +104,21 @@ fn export_and_eval_refuse_wrong_inputs_with_the_reason_and_the_way_out() {
         text(&output)
     );
 
+    // A device or a link is not replaced by the export.
+    let link = dir.path().join("link.safetensors");
+    std::os::unix::fs::symlink("/dev/null", &link).unwrap();
+    for special in [Path::new("/dev/null"), link.as_path()] {
+        let output = fa(&["export", &s(&run), "--backbone", &s(special)]);
+        assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+        let message = text(&output).replace(" │ ", " ");
+        assert!(message.contains("is not a regular file"), "{message}");
+    }
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(!Path::new("/dev/null").symlink_metadata().unwrap().is_file());
+
     // A checkpoint in its run's checkpoints folder exports; a loose copy is explained.
     let good = dir.path().join("backbone.safetensors");
     let output = fa(&[
@@ -181,4 +196,64 @@ fn export_and_eval_refuse_wrong_inputs_with_the_reason_and_the_way_out() {
     );
     assert!(!foreign.exists());
     assert!(no_temporaries(dir.path()), "no temporary file is left");
+}
+
+/// A `model.json` edited by hand is validated again with the ranges of source files: batch 0
+/// and a negative temperature are refused by name, never divided by.
+#[test]
+fn an_edited_stored_model_is_refused_with_the_value_named() {
+    if !have_data() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    train(&repo().join("tests/train/tiny.fa"), &run);
+    let path = run.join("model.json");
+    let original = std::fs::read_to_string(&path).unwrap();
+    let s = |path: &Path| path.to_str().unwrap().to_string();
+
+    let edits: [(&str, fn(&mut serde_json::Value)); 2] = [
+        ("`batch` must be in [1, 1048576], found 0", |model| {
+            model["model"]["data"]["batch_size"] = 0.into();
+        }),
+        ("`tau` must be > 0, found -1", |model| {
+            for node in model["model"]["graph"]["nodes"].as_array_mut().unwrap() {
+                if let Some(loss) = node.pointer_mut("/kind/Loss/kind/InfoNce") {
+                    loss["tau"] = (-1.0).into();
+                }
+            }
+        }),
+    ];
+    for (expected, edit) in edits {
+        let mut model: serde_json::Value = serde_json::from_str(&original).unwrap();
+        edit(&mut model);
+        assert_ne!(
+            model.to_string(),
+            serde_json::from_str::<serde_json::Value>(&original)
+                .unwrap()
+                .to_string(),
+            "the edit applies"
+        );
+        std::fs::write(&path, serde_json::to_string_pretty(&model).unwrap()).unwrap();
+        for args in [
+            vec!["eval".to_string(), s(&run), "--device".into(), "cpu".into()],
+            vec![
+                "export".to_string(),
+                s(&run),
+                "--backbone".into(),
+                s(&dir.path().join("b.safetensors")),
+            ],
+        ] {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let output = fa(&args);
+            // The terminal renderer wraps long lines with a `│` margin.
+            let message = text(&output).replace(" │ ", " ");
+            assert_eq!(output.status.code(), Some(2), "{message}");
+            assert!(
+                message.contains("fa::valid::range") && message.contains(expected),
+                "{message}"
+            );
+            assert!(!message.contains("panicked"), "{message}");
+        }
+    }
 }

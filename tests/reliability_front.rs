@@ -130,3 +130,112 @@ fn sweep_cells_that_would_share_a_run_folder_are_refused() {
     // Nothing ran.
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn a_byte_order_mark_is_skipped_and_a_non_ascii_name_is_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let bom = dir.path().join("bom.fa");
+    std::fs::write(&bom, format!("\u{FEFF}{}", quickstart())).unwrap();
+    let output = fa(&["check", bom.to_str().unwrap()]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let accented = dir.path().join("accented.fa");
+    std::fs::write(&accented, quickstart().replace("anchor", "änchor")).unwrap();
+    let output = fa(&["check", accented.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("`ä` (U+00E4) is not ASCII") && stderr.contains("e.g. with `anchor`"),
+        "{stderr}"
+    );
+
+    let hidden = dir.path().join("hidden.fa");
+    std::fs::write(
+        &hidden,
+        quickstart().replace("positive =", "positive\u{200B} ="),
+    )
+    .unwrap();
+    let output = fa(&["check", hidden.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        stderr.contains("(U+200B) is an invisible character"),
+        "{stderr}"
+    );
+}
+
+/// `fa fmt` rewrites a symbolic link's target (the link stays a link) and keeps the file's
+/// permission bits.
+#[test]
+fn fmt_writes_through_a_symbolic_link_and_keeps_the_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("real.fa");
+    let messy = quickstart().replace("anchor = view", "anchor   =   view");
+    std::fs::write(&target, &messy).unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let link = dir.path().join("link.fa");
+    std::os::unix::fs::symlink("real.fa", &link).unwrap();
+
+    let output = fa(&["fmt", link.to_str().unwrap()]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "the link stays a link"
+    );
+    let formatted = std::fs::read_to_string(&target).unwrap();
+    assert_ne!(formatted, messy, "the target was formatted");
+    assert!(formatted.contains("anchor = view"));
+    let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// An endless device or a huge file given as a source, or `use`d, fails at once with the
+/// size named instead of filling the memory.
+#[test]
+fn an_endless_source_is_refused_by_its_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let using = dir.path().join("using.fa");
+    std::fs::write(&using, format!("use \"/dev/zero\"\n{}", quickstart())).unwrap();
+    for args in [
+        vec!["check", "/dev/zero"],
+        vec!["fmt", "--check", "/dev/zero"],
+        vec!["check", using.to_str().unwrap()],
+    ] {
+        let started = Instant::now();
+        let output = fa(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .replace(" │ ", " ");
+        assert_ne!(output.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.contains("larger than 64 MiB"), "{args:?}: {stderr}");
+        assert!(started.elapsed() < Duration::from_secs(20), "{args:?}");
+    }
+}

@@ -277,3 +277,117 @@ fn an_out_that_names_a_file_is_refused_as_not_a_folder() {
     );
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "mine");
 }
+
+/// A model whose memory estimate exceeds the machine's available memory is refused before any
+/// data is loaded, with the figures; the run folder gets no artefact.
+#[test]
+fn a_model_too_large_for_the_memory_is_refused_before_loading_data() {
+    let root = &support::data::fashion_root();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let started = std::time::Instant::now();
+    let output = run(&out, root, &["--set", "data.image_size=4096"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        text(&output).contains("for a training step and its data, but")
+            && text(&output).contains("FA_SKIP_MEMORY_CHECK"),
+        "{}",
+        text(&output)
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let artefacts: Vec<_> = std::fs::read_dir(&out)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .filter(|name| name != ".lock")
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(artefacts.is_empty(), "{artefacts:?}");
+}
+
+/// A run stopped mid-epoch and resumed writes that epoch's record over all of its steps, not
+/// only those after the resume.
+#[test]
+fn the_epoch_record_of_a_resumed_epoch_averages_every_step_of_it() {
+    let root = &support::data::fashion_root();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let first = run(&out, root, &["--max-steps", "5"]);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    let resumed = run(&out, root, &["--max-steps", "16", "--resume"]);
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed));
+
+    let records = fa_torch::train::metrics::read_metrics(&out.join("metrics.jsonl")).unwrap();
+    let mut losses = Vec::new();
+    let mut collapses = Vec::new();
+    let mut epoch_record = None;
+    for record in &records {
+        match record {
+            fa_torch::train::metrics::Record::Step {
+                epoch: 0,
+                loss,
+                collapse_std,
+                ..
+            } => {
+                losses.push(*loss);
+                collapses.push(collapse_std.expect("steps store the collapse statistic"));
+            }
+            fa_torch::train::metrics::Record::Epoch {
+                epoch: 1,
+                loss,
+                collapse_std,
+                ..
+            } => epoch_record = Some((*loss, collapse_std.unwrap())),
+            _ => {}
+        }
+    }
+    assert_eq!(losses.len(), 16, "one record per step of the epoch");
+    let (loss, collapse) = epoch_record.expect("the epoch's record");
+    let mean = |values: &[f64]| values.iter().sum::<f64>() / values.len() as f64;
+    assert!(
+        (loss - mean(&losses)).abs() < 1e-12 * mean(&losses).abs().max(1.0),
+        "{loss} vs {}",
+        mean(&losses)
+    );
+    assert!(
+        (collapse - mean(&collapses)).abs() < 1e-12,
+        "{collapse} vs {}",
+        mean(&collapses)
+    );
+    let after_resume = mean(&losses[5..]);
+    assert!(
+        (loss - after_resume).abs() > 1e-9,
+        "the first five steps count"
+    );
+}
+
+/// `--out` naming a folder of other files (`--out .` in a project, `--out /`) is refused
+/// before anything is written there.
+#[test]
+fn a_folder_of_other_files_is_refused_as_a_run_folder() {
+    let root = &support::data::fashion_root();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("project");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    for extra in [
+        &["--max-steps", "1"][..],
+        &["--max-steps", "1", "--overwrite"][..],
+    ] {
+        let output = run(&out, root, extra);
+        assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+        assert!(
+            text(&output).contains("holds files that are not a run's (notes.txt"),
+            "{}",
+            text(&output)
+        );
+    }
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["notes.txt"], "nothing was written there");
+}

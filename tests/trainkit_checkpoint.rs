@@ -20,7 +20,6 @@ fn meta(step: u64) -> CheckpointMeta {
         seed: 7,
         source: "model tiny { }\n".to_string(),
         fingerprint: fingerprint(&[("encoder.weight".to_string(), vec![4, 3])]),
-        extra: BTreeMap::from([("bank.pointer".to_string(), serde_json::json!(17))]),
     }
 }
 

@@ -19,6 +19,8 @@ fn step(step: u64, loss: f64) -> Record {
         ema_momentum: Some(0.99),
         images_per_s: 812.5,
         grad_norm: None,
+        collapse_std: Some(0.05),
+        nn_label_match: None,
     }
 }
 

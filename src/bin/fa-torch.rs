@@ -97,7 +97,14 @@ fn main() -> ExitCode {
             view,
             out,
             data_root,
-        } => commands::augment(&file, view.as_deref(), &out, data_root.as_deref()),
+            overrides,
+        } => commands::augment(
+            &file,
+            view.as_deref(),
+            &out,
+            data_root.as_deref(),
+            &overrides,
+        ),
         Command::Check { .. }
         | Command::Graph { .. }
         | Command::Fmt { .. }

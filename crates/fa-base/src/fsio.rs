@@ -7,8 +7,65 @@ use std::path::{Path, PathBuf};
 /// removed and `path` is untouched. Every file fa writes into a run folder (checkpoints,
 /// `model.json`, `summary.json`, exports) and every file `fa fmt` rewrites goes through here.
 pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomically(path, bytes, None)
+}
+
+/// The largest source file fa reads: far above any model description (the paper's whole set
+/// of tables is a few kilobytes), and small enough that `/dev/zero` or a mistaken dataset
+/// path fails at once instead of filling the memory.
+pub const MAX_SOURCE_BYTES: u64 = 64 << 20;
+
+/// Reads a source file of at most [`MAX_SOURCE_BYTES`]; a larger one (or an endless device)
+/// is an `InvalidData` error saying so.
+pub fn read_source(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_SOURCE_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_SOURCE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "{} is larger than {} MiB; a .fa file is a short text",
+                path.display(),
+                MAX_SOURCE_BYTES >> 20
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Rewrites the existing file `path` atomically, as an editor that saves safely would: a
+/// symbolic link is followed and its target rewritten (the link stays a link), and the file
+/// keeps its permission bits. A file with several hard links is replaced under this name
+/// only (a rename makes a new inode); its other names keep the old contents.
+pub fn rewrite_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let target = std::fs::canonicalize(path)?;
+    let permissions = std::fs::metadata(&target)?.permissions();
+    write_atomically(&target, bytes, Some(permissions))
+}
+
+fn write_atomically(
+    path: &Path,
+    bytes: &[u8],
+    permissions: Option<std::fs::Permissions>,
+) -> std::io::Result<()> {
     use std::io::Write;
 
+    // A rename replaces whatever has the name: a device (`/dev/null`), a pipe or a folder
+    // is refused rather than replaced by a regular file.
+    if let Ok(metadata) = std::fs::symlink_metadata(path) {
+        if !metadata.is_file() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "{} exists and is not a regular file; fa only replaces regular files",
+                    path.display()
+                ),
+            ));
+        }
+    }
     let folder = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
@@ -23,6 +80,9 @@ pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let result = (|| {
         let mut file = std::fs::File::create(&temporary)?;
         file.write_all(bytes)?;
+        if let Some(permissions) = permissions {
+            file.set_permissions(permissions)?;
+        }
         file.sync_all()?;
         drop(file);
         std::fs::rename(&temporary, path)?;
@@ -37,4 +97,35 @@ pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&temporary);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_that_is_not_a_regular_file_is_refused_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("folder");
+        std::fs::create_dir(&folder).unwrap();
+        let error = write_file_atomically(&folder, b"x").unwrap_err();
+        assert!(
+            error.to_string().contains("is not a regular file"),
+            "{error}"
+        );
+        assert!(folder.is_dir());
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&folder, &link).unwrap();
+        assert!(write_file_atomically(&link, b"x").is_err());
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        let file = dir.path().join("file");
+        write_file_atomically(&file, b"one").unwrap();
+        write_file_atomically(&file, b"two").unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), b"two");
+        let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 3, "no temporary file is left");
+    }
 }

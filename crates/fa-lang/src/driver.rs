@@ -30,7 +30,7 @@ impl Compiled {
 /// Reads `path` (and the files it `use`s), applies overrides, expands sweeps, validates
 /// every cell. A file that cannot be read gives a report whose `io_error` is set.
 pub fn compile_file(path: &Path, overrides: &[Override]) -> Result<Compiled, Report> {
-    let bytes = std::fs::read(path).map_err(Report::io)?;
+    let bytes = fa_base::fsio::read_source(path).map_err(Report::io)?;
     compile_bytes(&path.display().to_string(), Some(path), bytes, overrides)
 }
 

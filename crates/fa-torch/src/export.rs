@@ -180,9 +180,18 @@ pub fn export_backbone_as(
         let _ = std::fs::remove_file(&temporary);
         return Err(error.into());
     }
-    if let Err(error) = std::fs::rename(&temporary, out) {
+    // Durable before it is visible: the data, then the rename, then the folder's entry.
+    let synced = std::fs::File::open(&temporary).and_then(|file| file.sync_all());
+    if let Err(error) = synced.and_then(|()| std::fs::rename(&temporary, out)) {
         let _ = std::fs::remove_file(&temporary);
         return Err(io(format!("cannot write {}", out.display()))(error));
+    }
+    let folder = match out.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    if let Ok(directory) = std::fs::File::open(folder) {
+        let _ = directory.sync_all();
     }
     Ok(tensors.len())
 }
@@ -202,6 +211,16 @@ fn check_destination(run: &Path, out: &Path) -> Result<(), TrainError> {
     }
     if out.is_dir() {
         return Err(TrainError::ExportOntoFolder {
+            out: out.to_path_buf(),
+        });
+    }
+    // The file is renamed into place: a device (`/dev/null`), a pipe or a link would be
+    // replaced by it.
+    if out
+        .symlink_metadata()
+        .is_ok_and(|metadata| !metadata.is_file())
+    {
+        return Err(TrainError::ExportOntoSpecial {
             out: out.to_path_buf(),
         });
     }

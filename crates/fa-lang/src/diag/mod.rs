@@ -33,6 +33,17 @@ pub struct Diagnostic {
     pub help: Option<String>,
 }
 
+/// The errors among `problems` as plain lines (`code: message`), for models without their
+/// source at hand (a stored `model.json`), where spans cannot be shown.
+pub fn plain_errors(problems: &[Diagnostic]) -> String {
+    problems
+        .iter()
+        .filter(|problem| problem.is_error())
+        .map(|problem| format!("{}: {}", problem.code, problem.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 impl Diagnostic {
     pub fn error(
         code: &'static str,

@@ -16,8 +16,10 @@ use crate::ir::{
 };
 use crate::valid::ValidModel;
 
+mod memory;
 mod params;
 
+pub use memory::{estimate as memory_estimate, human as human_bytes, parse_size, MemoryEstimate};
 pub use params::{mlp_layer_has_norm, module_params, resnet_layout, ResidualBlock};
 
 /// Everything `fa lower FILE` prints: the operations in execution order and the parameter table.

@@ -25,6 +25,7 @@ pub fn merge(program: &Program, diags: &mut Vec<Diagnostic>) -> BTreeMap<String,
                         span: body.span,
                     });
                 target.span = body.span;
+                duplicate_keys(body, diags);
                 merge_into(target, body);
             }
             ConfigSource::Recipe(name) => {
@@ -40,6 +41,7 @@ pub fn merge(program: &Program, diags: &mut Vec<Diagnostic>) -> BTreeMap<String,
                     diags.push(diagnostic.with_help(help));
                     continue;
                 };
+                duplicate_keys(&recipe.value, diags);
                 for entry in &recipe.value.entries {
                     let ExprKind::Record(body) = &entry.value.kind else {
                         diags.push(type_error(&entry.value, "a section block `{ ... }`"));
@@ -74,6 +76,32 @@ pub fn merge(program: &Program, diags: &mut Vec<Diagnostic>) -> BTreeMap<String,
         }
     }
     sections
+}
+
+/// A key written twice in one record (`batch: 32` then `batch: 64`) is an error: later
+/// blocks and recipes override earlier ones, but inside one block a repeat is a slip.
+/// Nested records are checked too; the nested records of a recipe are its section blocks.
+fn duplicate_keys(record: &Record, diags: &mut Vec<Diagnostic>) {
+    let mut seen: BTreeMap<&str, Span> = BTreeMap::new();
+    for entry in &record.entries {
+        if let Some(&first) = seen.get(entry.key.text.as_str()) {
+            diags.push(
+                Diagnostic::error(
+                    "fa::resolve::duplicate_param",
+                    entry.key.span,
+                    format!("`{}` is given twice in this block", entry.key.text),
+                    "given again here",
+                )
+                .with_related(first, "first given here")
+                .with_help("remove one of them; to override a value, write it in a later block or a recipe"),
+            );
+        } else {
+            seen.insert(&entry.key.text, entry.key.span);
+        }
+        if let ExprKind::Record(inner) = &entry.value.kind {
+            duplicate_keys(inner, diags);
+        }
+    }
 }
 
 fn merge_into(target: &mut Record, source: &Record) {

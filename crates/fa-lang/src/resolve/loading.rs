@@ -154,7 +154,7 @@ impl Loader {
         }
         let read = match self.overlay.get(&canonical) {
             Some(text) => Ok(text.clone().into_bytes()),
-            None => std::fs::read(&path),
+            None => fa_base::fsio::read_source(&path),
         };
         match read {
             Ok(bytes) => {

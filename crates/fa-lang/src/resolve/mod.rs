@@ -12,7 +12,7 @@ mod build;
 mod config;
 mod loading;
 mod overrides;
-mod params;
+pub(crate) mod params;
 mod program;
 mod sweeps;
 pub mod vocabulary;

@@ -460,6 +460,19 @@ pub fn quote_list(items: &[&str]) -> String {
         .join(", ")
 }
 
+/// Upper limits on the integers that size memory or work: far above any published recipe,
+/// low enough that a typo fails in `fa check` rather than in an allocation during training.
+pub const CAPS: &[(&str, usize, &str)] = &[
+    ("bank", 1 << 24, "a bank is held in memory; 16,777,216 entries is 64 MiB per feature dimension"),
+    ("k", 1024, "each sample (or neighbour) is a copy of the batch's features; the paper draws at most a few"),
+    ("width", 1 << 16, "a layer's width is capped at 65,536"),
+    ("image_size", 4096, "images are decoded and augmented at this size"),
+    ("size", 4096, "a crop is capped at 4,096 pixels"),
+    ("batch", 1 << 20, "a batch is held in memory at once"),
+    ("accumulate", 1 << 16, "gradients are accumulated over at most 65,536 batches"),
+    ("epochs", 1 << 20, "at most 1,048,576 epochs"),
+];
+
 pub fn check_usize(
     expr: &Expr,
     name: &str,
@@ -467,6 +480,18 @@ pub fn check_usize(
     diags: &mut Vec<Diagnostic>,
 ) -> Option<usize> {
     let value = integer(expr, diags)?;
+    if let Some(&(_, max, why)) = CAPS.iter().find(|(cap, _, _)| *cap == name) {
+        if value > max {
+            diags.push(range_error(
+                expr,
+                name,
+                value as f64,
+                Range::closed(min as f64, max as f64),
+                Some(why),
+            ));
+            return None;
+        }
+    }
     if value < min {
         diags.push(range_error(
             expr,

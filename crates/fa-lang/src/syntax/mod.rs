@@ -189,13 +189,58 @@ fn parse_error(file: FileId, text: &str, error: pest::error::Error<Rule>) -> Dia
         1 => expected[0].to_string(),
         n => format!("{} or {}", expected[..n - 1].join(", "), expected[n - 1]),
     };
+    // A letter outside ASCII where a name was being written is the likely slip: say so.
+    let word = rest
+        .split(|c: char| c.is_ascii_whitespace())
+        .next()
+        .unwrap_or("");
+    let help = match word.chars().find(|c| !c.is_ascii()) {
+        Some(c) if c.is_alphanumeric() => format!(
+            "names are ASCII letters, digits and `_`; `{c}` (U+{:04X}) is not ASCII: rename, e.g. with `{}`",
+            c as u32,
+            ascii_suggestion(word.split(|c: char| !(c.is_alphanumeric() || c == '_')).find(|part| !part.is_ascii()).unwrap_or(word))
+        ),
+        Some(c) if c.is_control() || matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}') => format!(
+            "`{}` (U+{:04X}) is an invisible character: delete it",
+            c.escape_unicode(),
+            c as u32
+        ),
+        _ => "see docs/language.md for the syntax".to_string(),
+    };
     Diagnostic::error(
         "fa::syntax::parse",
         span,
         format!("unexpected {found}, expected {expected_text}"),
         format!("expected {expected_text}"),
     )
-    .with_help("see docs/language.md for the syntax")
+    .with_help(help)
+}
+
+/// `name` with each non-ASCII letter replaced by its plain Latin base where one is obvious
+/// (`ä` → `a`), else by `_`.
+fn ascii_suggestion(name: &str) -> String {
+    name.chars()
+        .map(|c| match c {
+            c if c.is_ascii() => c,
+            'à'..='å' => 'a',
+            'À'..='Å' => 'A',
+            'ç' => 'c',
+            'Ç' => 'C',
+            'è'..='ë' => 'e',
+            'È'..='Ë' => 'E',
+            'ì'..='ï' => 'i',
+            'Ì'..='Ï' => 'I',
+            'ñ' => 'n',
+            'Ñ' => 'N',
+            'ò'..='ö' | 'ø' => 'o',
+            'Ò'..='Ö' | 'Ø' => 'O',
+            'ù'..='ü' => 'u',
+            'Ù'..='Ü' => 'U',
+            'ý' | 'ÿ' => 'y',
+            'ß' => 's',
+            _ => '_',
+        })
+        .collect()
 }
 
 fn span_of(file: FileId, pair: &Pair<'_, Rule>) -> Span {

@@ -95,7 +95,7 @@ pub(super) fn gradient_flow(
 }
 
 /// Warns about terms through which no parameter is trained, and about online modules that
-/// no term trains.
+/// no term trains; a model in which no term trains anything is an error.
 pub(super) fn untrained(
     model: &Model,
     terms: &[TermInfo],
@@ -103,18 +103,34 @@ pub(super) fn untrained(
     problems: &mut Vec<Problem>,
 ) {
     let graph = &model.graph;
-    let mut reached: BTreeSet<String> = BTreeSet::new();
-    for term in terms {
-        reached.extend(flow.trained.get(&term.node).cloned().unwrap_or_default());
-        if term.gradient_free {
-            problems.push(
-                warning("fa::valid::gradient_free_term", graph[term.node].span, "no parameter receives a gradient through this term", "gradient-free term")
-                    .with_help(format!(
-                        "`{}` and `{}` are both detached (stop-gradient, EMA target or a nearest neighbour); the term still counts in `combine mean`",
-                        graph[term.left].name, graph[term.right].name
-                    )),
-            );
+    let reached: BTreeSet<String> = terms
+        .iter()
+        .flat_map(|term| flow.trained.get(&term.node).cloned().unwrap_or_default())
+        .collect();
+    if !terms.is_empty() && reached.is_empty() {
+        let mut spans: Vec<_> = terms.iter().map(|term| graph[term.node].span).collect();
+        spans.sort_by_key(|span| (span.file, span.start));
+        let mut problem = super::error(
+            "fa::valid::nothing_trained",
+            spans[0],
+            "no loss term sends a gradient to any parameter",
+            "both sides detached",
+        )
+        .with_help("training would change nothing: remove a `stopgrad` (or use the online branch instead of an EMA target or a nearest neighbour) on one side of a term");
+        for span in &spans[1..] {
+            problem = problem.with_related(*span, "both sides detached too");
         }
+        problems.push(problem);
+        return;
+    }
+    for term in terms.iter().filter(|term| term.gradient_free) {
+        problems.push(
+            warning("fa::valid::gradient_free_term", graph[term.node].span, "no parameter receives a gradient through this term", "gradient-free term")
+                .with_help(format!(
+                    "`{}` and `{}` are both detached (stop-gradient, EMA target or a nearest neighbour); the term still counts in `combine mean`",
+                    graph[term.left].name, graph[term.right].name
+                )),
+        );
     }
     for (name, def) in &model.modules {
         if def.role != ModuleRole::Target && !reached.contains(name) && !terms.is_empty() {

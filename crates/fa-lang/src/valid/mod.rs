@@ -9,6 +9,7 @@ mod advice;
 mod flow;
 mod shapes;
 mod structure;
+mod values;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -151,6 +152,7 @@ type Ancestors = BTreeMap<NodeId, BTreeSet<NodeId>>;
 pub fn validate(mut model: Model) -> Result<ValidModel, Vec<Problem>> {
     let order = structure::execution_order(&model)?;
     let mut problems = Vec::new();
+    values::check(&model, &mut problems);
     let shapes::Shapes {
         shapes,
         mut terms,

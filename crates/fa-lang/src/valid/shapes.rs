@@ -294,6 +294,35 @@ fn apply_shape(
                 samples,
             })
         }
+        (ModuleKind::ConvNet { widths }, FeatureShape::Image { height, width, .. })
+            if (height.min(width) >> widths.len().min(63)) == 0 =>
+        {
+            // Each block halves the image with a 2×2 max-pool (rounding down); a side that
+            // reaches zero has nothing left to pool.
+            let side = height.min(width);
+            let fits = usize::BITS - 1 - side.max(1).leading_zeros();
+            problems.push(
+                error(
+                    "fa::valid::input_too_small",
+                    span,
+                    format!(
+                        "`{module}` halves its input {} times, but `{node_name}` gives it {height}×{width} images",
+                        widths.len()
+                    ),
+                    format!("{side} pixels cannot be halved {} times", widths.len()),
+                )
+                .with_related(def.span, format!("{} blocks", widths.len()))
+                .with_help(format!(
+                    "images {side} pixels wide allow at most {fits} convnet blocks: remove blocks, or raise `image_size` (or the view's `crop` size) to at least {}",
+                    1usize.checked_shl(widths.len() as u32).unwrap_or(usize::MAX)
+                )),
+            );
+            // The output width is still known: shape inference goes on, so later checks do
+            // not report the branch as unused.
+            widths
+                .last()
+                .map(|&width| FeatureShape::Vector { width, samples })
+        }
         (ModuleKind::Ema { chain, .. }, _) => {
             let mut shape = input;
             for member in chain {

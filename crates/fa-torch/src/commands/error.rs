@@ -48,14 +48,20 @@ pub enum CommandError {
         folder: String,
     },
     #[error("no view named `{view}`")]
-    #[diagnostic(code(fa::usage))]
-    NoSuchView { view: String },
+    #[diagnostic(code(fa::usage), help("{known}"))]
+    NoSuchView { view: String, known: String },
     #[error("{} does not exist", .path.display())]
     #[diagnostic(code(fa::usage), help("give a run folder written by fa train --out (it holds model.json and checkpoints/), or a checkpoint file in its checkpoints folder"))]
     NoSuchRun { path: PathBuf },
     #[error("{} is not a run folder: it has no model.json", .path.display())]
     #[diagnostic(code(fa::usage), help("give a run folder written by fa train (--out), or a checkpoint file in its checkpoints folder"))]
     NotARunFolder { path: PathBuf },
+    #[error("{} is not a run folder: it has no metrics.jsonl", .path.display())]
+    #[diagnostic(code(fa::usage), help("fa plot takes the run folders written by fa train (--out) or fa sweep (their seed-N folders)"))]
+    NoMetrics { path: PathBuf },
+    #[error("{} is not a folder: --out names the folder the charts go into", .path.display())]
+    #[diagnostic(code(fa::usage))]
+    PlotOutNotAFolder { path: PathBuf },
     #[error("{} is a file outside a run folder, so its model (RUN/model.json) is unknown", .path.display())]
     #[diagnostic(code(fa::usage), help("give the run folder, or a checkpoint inside RUN/checkpoints/ of the run that trained it"))]
     LooseCheckpoint { path: PathBuf },
@@ -68,9 +74,9 @@ pub enum CommandError {
         path: PathBuf,
         source: crate::train::stored_model::StoredModelError,
     },
-    #[error("{} no longer validates ({count} problems)", .path.display())]
-    #[diagnostic(code(fa::train))]
-    StoredModelInvalid { path: PathBuf, count: usize },
+    #[error("{} no longer validates: {problems}", .path.display())]
+    #[diagnostic(code(fa::usage), help("the run folder's model.json was changed after training (a `.fa` source with these values is refused); restore it, or train from the source into a new folder"))]
+    StoredModelInvalid { path: PathBuf, problems: String },
     #[error("a reseeded cell failed to validate")]
     #[diagnostic(code(fa::train))]
     ReseededInvalid,

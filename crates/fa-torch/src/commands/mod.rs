@@ -233,7 +233,7 @@ fn load_run_model(run: &Path) -> Result<ValidModel, CommandError> {
         })?;
     fa_lang::valid::validate(model).map_err(|problems| CommandError::StoredModelInvalid {
         path,
-        count: problems.len(),
+        problems: fa_lang::diag::plain_errors(&problems),
     })
 }
 
@@ -284,34 +284,51 @@ pub fn export(
 }
 
 /// `fa augment`: a preview grid of each view's pipeline on the first training images.
+///
+/// `--view` takes the name the source gives the branch (`anchor`), the view's internal node
+/// name (`anchor.1`) or the pipeline's name. A sweep previews one cell: the first, unless
+/// `--set` picks another, and says which.
 pub fn augment(
     file: &Path,
     view: Option<&str>,
     out: &Path,
     root: Option<&Path>,
+    overrides: &[Override],
 ) -> Result<Outcome, CommandError> {
-    let Some(compiled) = compile(file, &[])? else {
+    let Some(compiled) = compile(file, overrides)? else {
         return Ok(Outcome::Failed);
     };
+    let cells = compiled.cells.len();
     let (_, valid) = compiled
         .cells
         .into_iter()
         .next()
         .ok_or(CommandError::NoModel)?;
     let model = valid.model();
+    if cells > 1 {
+        eprintln!(
+            "note: {} has {cells} sweep cells; previewing `{}` (pick another with --set NAME=LABEL)",
+            file.display(),
+            model.name
+        );
+    }
     let mut pipelines: BTreeMap<String, &fa_lang::ir::Pipeline> = BTreeMap::new();
+    let mut known: Vec<String> = Vec::new();
     for &node in valid.views() {
         let fa_lang::ir::NodeKind::View { pipeline } = &model.graph[node].kind else {
             continue;
         };
         let name = &model.graph[node].name;
-        if view.is_none_or(|wanted| wanted == name || wanted == pipeline) {
-            pipelines.insert(format!("{name} ({pipeline})"), &model.pipelines[pipeline]);
+        let branch = source_name(name);
+        known.push(format!("`{branch}` (pipeline `{pipeline}`)"));
+        if view.is_none_or(|wanted| wanted == name || wanted == branch || wanted == pipeline) {
+            pipelines.insert(format!("{branch} ({pipeline})"), &model.pipelines[pipeline]);
         }
     }
     if pipelines.is_empty() {
         return Err(CommandError::NoSuchView {
             view: view.unwrap_or_default().to_string(),
+            known: format!("the views of `{}` are {}", model.name, known.join(", ")),
         });
     }
     let set = crate::train::load_split(
@@ -334,14 +351,37 @@ pub fn augment(
     Ok(Outcome::Success)
 }
 
+/// The name the source gives a view's branch: a chain `anchor = view(p) -> f` names its
+/// steps `anchor.1`, `anchor.2`, …; a lone `x = view(p)` is `x`.
+fn source_name(node: &str) -> &str {
+    match node.rsplit_once('.') {
+        Some((branch, step)) if !step.is_empty() && step.bytes().all(|b| b.is_ascii_digit()) => {
+            branch
+        }
+        _ => node,
+    }
+}
+
 /// `fa plot`: curves of one or more runs.
 pub fn plot(runs: &[PathBuf], out: &Path) -> Result<Outcome, CommandError> {
     if runs.is_empty() {
         return Err(CommandError::NoRuns);
     }
+    if out.exists() && !out.is_dir() {
+        return Err(CommandError::PlotOutNotAFolder {
+            path: out.to_path_buf(),
+        });
+    }
     let mut loaded = Vec::new();
     for run in runs {
         let path = run.join("metrics.jsonl");
+        if !path.is_file() {
+            return Err(if run.exists() {
+                CommandError::NoMetrics { path: run.clone() }
+            } else {
+                CommandError::NoSuchRun { path: run.clone() }
+            });
+        }
         let records = crate::train::metrics::read_metrics(&path)?;
         let label = run
             .file_name()

@@ -126,7 +126,7 @@ pub enum DataError {
         size: u64,
         limit: u64,
     },
-    #[error("split `{split}` not found: looked for {looked_for}")]
+    #[error("split `{split}` not found: looked for {looked_for}. If the dataset is elsewhere, give the folder that holds it with --data-root DIR or the environment variable FA_DATA_ROOT (the data block's `path` is relative to it); Debian's `dataset-fashion-mnist` package installs Fashion-MNIST under /usr/share/datasets")]
     MissingSplit { split: String, looked_for: String },
     #[error("cannot decode image {file}: {reason}")]
     Decode { file: String, reason: String },

@@ -65,7 +65,7 @@ pub fn evaluate_run(
     }
     let valid =
         fa_lang::valid::validate(model).map_err(|problems| TrainError::StoredModelInvalid {
-            count: problems.len(),
+            problems: fa_lang::diag::plain_errors(&problems),
         })?;
     let model = valid.model();
     let (_vs, network, step) = load_network(&valid, run, device)?;

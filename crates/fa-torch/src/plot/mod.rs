@@ -30,6 +30,8 @@ pub enum PlotError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{} is not a folder: --out names the folder the charts go into", .path.display())]
+    NotAFolder { path: PathBuf },
     #[error("cannot draw {path}: {message}")]
     Draw { path: PathBuf, message: String },
 }
@@ -91,6 +93,11 @@ pub fn plot_runs(
         .collect();
     if charts.is_empty() {
         return Err(PlotError::NoData);
+    }
+    if out_dir.exists() && !out_dir.is_dir() {
+        return Err(PlotError::NotAFolder {
+            path: out_dir.to_path_buf(),
+        });
     }
     std::fs::create_dir_all(out_dir).map_err(|source| PlotError::Io {
         path: out_dir.to_path_buf(),
@@ -301,6 +308,8 @@ mod tests {
                 ema_momentum: None,
                 images_per_s: 1.0,
                 grad_norm: None,
+                collapse_std: None,
+                nn_label_match: None,
             })
             .collect();
         let dir = tempfile::tempdir().unwrap();

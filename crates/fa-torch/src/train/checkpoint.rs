@@ -49,9 +49,6 @@ pub struct CheckpointMeta {
     pub source: String,
     /// [`fingerprint`] of the model's parameter names and shapes.
     pub fingerprint: String,
-    /// Further values the training loop wants back on resume (bank pointers, counters).
-    #[serde(default)]
-    pub extra: BTreeMap<String, serde_json::Value>,
 }
 
 /// One way a checkpoint's tensors differ from what the model expects.

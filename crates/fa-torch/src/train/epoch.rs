@@ -29,6 +29,33 @@ impl EpochStats {
         }
     }
 
+    /// Counts again the steps of `epoch` that `records` hold: a resumed run's epoch record
+    /// then averages the whole epoch, not only the steps after the resume. Steps recorded
+    /// by an fa that did not store the collapse statistic count in the loss only.
+    pub(crate) fn restore(&mut self, records: &[Record], epoch: u64) {
+        for record in records {
+            if let Record::Step {
+                epoch: e,
+                loss,
+                collapse_std,
+                nn_label_match,
+                ..
+            } = record
+            {
+                if *e != epoch {
+                    continue;
+                }
+                self.steps += 1;
+                self.loss += loss;
+                self.collapse += collapse_std.unwrap_or(0.0);
+                if let Some(fraction) = nn_label_match {
+                    self.nn_match += fraction;
+                    self.nn_steps += 1;
+                }
+            }
+        }
+    }
+
     pub(crate) fn finish(&mut self, epoch: u64, knn_top1: Option<f64>) -> Record {
         let steps = self.steps.max(1) as f64;
         let collapse = self.collapse / steps;

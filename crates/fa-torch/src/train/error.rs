@@ -22,9 +22,12 @@ pub enum TrainError {
     #[error("lowering failed: {0}")]
     #[diagnostic(code(fa::train))]
     Lower(#[from] LowerError),
-    #[error("lowering failed: the stored model no longer validates ({count} problems)")]
-    #[diagnostic(code(fa::train))]
-    StoredModelInvalid { count: usize },
+    #[error("the model needs about {needed} for a training step and its data, but {available} of memory is available")]
+    #[diagnostic(code(fa::usage), help("`fa check` prints the estimate by part: lower `data.batch` (raise `optim.accumulate` to keep the effective batch), the bank or the widths, or set FA_SKIP_MEMORY_CHECK=1 to try anyway"))]
+    NotEnoughMemory { needed: String, available: String },
+    #[error("the run's model.json no longer validates: {problems}")]
+    #[diagnostic(code(fa::usage), help("the run folder's model.json was changed after training (a `.fa` source with these values is refused); restore it, or train from the source into a new folder"))]
+    StoredModelInvalid { problems: String },
     #[error("{what}: {source}")]
     #[diagnostic(code(fa::usage))]
     Io {
@@ -65,6 +68,9 @@ pub enum TrainError {
         /// The run artefacts found there (`metrics.jsonl`, `checkpoints`, …).
         artefacts: Vec<&'static str>,
     },
+    #[error("{} holds files that are not a run's ({examples}, …); fa writes a run into a folder of its own", .run.display())]
+    #[diagnostic(code(fa::usage), help("give --out a new folder, an empty one, or an earlier run's folder (with --resume or --overwrite)"))]
+    RunFolderNotEmpty { run: PathBuf, examples: String },
     #[error("{} is in use by another trainer ({}); wait for it to finish or train into another --out", .run.display(), .holder.map_or("process id unknown".to_string(), |pid| format!("process {pid}")))]
     #[diagnostic(code(fa::usage))]
     RunBusy { run: PathBuf, holder: Option<u32> },
@@ -120,6 +126,12 @@ pub enum TrainError {
     #[error("cannot write the export {}: it is a folder; --backbone names the file to write", .out.display())]
     #[diagnostic(code(fa::usage))]
     ExportOntoFolder { out: PathBuf },
+    #[error("cannot write the export {}: it exists and is not a regular file (a device, a pipe or a link), which the export would replace", .out.display())]
+    #[diagnostic(
+        code(fa::usage),
+        help("give --backbone the path of a new file, or of a regular file to replace")
+    )]
+    ExportOntoSpecial { out: PathBuf },
     #[error("cannot export `{backbone}` ({kind}) as a {format} ResNet: {reason}")]
     #[diagnostic(
         code(fa::usage),

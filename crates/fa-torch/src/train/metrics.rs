@@ -32,6 +32,12 @@ pub enum Record {
         images_per_s: f64,
         #[serde(default)]
         grad_norm: Option<f64>,
+        /// The step's collapse statistic and NN label match, kept so that a resumed run's
+        /// epoch record still averages every step of the epoch.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        collapse_std: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nn_label_match: Option<f64>,
     },
     /// The end of one epoch.
     Epoch {

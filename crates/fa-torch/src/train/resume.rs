@@ -51,7 +51,6 @@ impl Trainer<'_> {
         tensors.extend(self.optimizer.state());
         let meta = CheckpointMeta {
             format_version: checkpoint::FORMAT_VERSION,
-            extra: Default::default(),
             model_name: self.valid.model().name.clone(),
             step,
             epoch,
@@ -122,12 +121,13 @@ pub(crate) fn keep_metrics_up_to(
     path: &Path,
     step: u64,
     steps_per_epoch: u64,
-) -> Result<(), TrainError> {
+) -> Result<Vec<Record>, TrainError> {
     if !path.exists() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let records = crate::train::metrics::read_metrics(path)?;
     let mut text = String::new();
+    let mut kept = Vec::new();
     for record in records {
         let keep = match &record {
             Record::Step { step: s, .. } => *s <= step,
@@ -137,10 +137,12 @@ pub(crate) fn keep_metrics_up_to(
         if keep {
             text += &serde_json::to_string(&record).expect("records serialise");
             text.push('\n');
+            kept.push(record);
         }
     }
     checkpoint::write_file_atomically(path, text.as_bytes())
-        .map_err(io("cannot rewrite metrics.jsonl"))
+        .map_err(io("cannot rewrite metrics.jsonl"))?;
+    Ok(kept)
 }
 
 /// Builds the network of `valid` and loads a checkpoint into it: `run` is a checkpoint file

@@ -44,6 +44,13 @@ impl RunLock {
                 run: run.to_path_buf(),
             });
         }
+        let foreign = foreign_entries(run);
+        if !foreign.is_empty() {
+            return Err(TrainError::RunFolderNotEmpty {
+                run: run.to_path_buf(),
+                examples: foreign.join(", "),
+            });
+        }
         std::fs::create_dir_all(run).map_err(io(format!("cannot create {}", run.display())))?;
         let path = run.join(LOCK_FILE);
         let mut file = std::fs::OpenOptions::new()
@@ -81,6 +88,27 @@ pub fn artefacts(run: &Path) -> Vec<&'static str> {
         .into_iter()
         .filter(|name| run.join(name).symlink_metadata().is_ok())
         .collect()
+}
+
+/// The entries of `run` that no run writes (at most three, sorted): a run goes into a new
+/// folder, an empty one or an earlier run's, never into a folder of other files (`--out .`
+/// in a project, `--out /`), which `--overwrite` would then share with a run.
+pub fn foreign_entries(run: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(run) else {
+        return Vec::new();
+    };
+    let mut foreign: Vec<String> = entries
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| {
+            !ARTEFACTS.contains(&name.as_str())
+                && name != LOCK_FILE
+                && temporary_owner(name).is_none()
+        })
+        .collect();
+    foreign.sort();
+    foreign.truncate(3);
+    foreign
 }
 
 /// Removes every artefact of an earlier run in `run` (`--overwrite`).

@@ -137,6 +137,44 @@ pub(crate) fn geometry(model: &Model, images: usize) -> Result<Geometry, TrainEr
 }
 
 /// Trains `valid` into `options.out`, then evaluates it. Returns the run's summary.
+/// Set to `1` to train even when the memory estimate exceeds the memory available.
+pub const SKIP_MEMORY_CHECK_ENV: &str = "FA_SKIP_MEMORY_CHECK";
+
+/// Refuses, before any data is loaded, a model whose estimated memory (`fa check` prints it)
+/// exceeds what the machine has available. On the CPU the step and the decoded dataset share
+/// the memory the kernel reports as available; on CUDA the estimate is printed by `fa check`
+/// only (reading the card's free memory needs the CUDA runtime's headers, which the build
+/// does not have).
+fn check_memory(valid: &ValidModel, device: Device) -> Result<(), TrainError> {
+    if device != Device::Cpu || std::env::var_os(SKIP_MEMORY_CHECK_ENV).is_some_and(|v| v == "1") {
+        return Ok(());
+    }
+    let Some(available) = available_memory() else {
+        return Ok(());
+    };
+    let estimate = fa_lang::plan::memory_estimate(valid);
+    let needed = estimate
+        .device
+        .saturating_add(estimate.dataset.unwrap_or(0));
+    if needed > available {
+        return Err(TrainError::NotEnoughMemory {
+            needed: fa_lang::plan::human_bytes(needed),
+            available: fa_lang::plan::human_bytes(available),
+        });
+    }
+    Ok(())
+}
+
+/// `MemAvailable` of /proc/meminfo, in bytes.
+fn available_memory() -> Option<usize> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text
+        .lines()
+        .find(|line| line.starts_with("MemAvailable:"))?;
+    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
 pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, TrainError> {
     let model = valid.model();
     let started = Instant::now();
@@ -181,6 +219,7 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
             model.train.precision, options.device
         );
     }
+    check_memory(valid, options.device)?;
     let train_set = load_split(
         &model.data,
         &options.data_root,
@@ -218,13 +257,16 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
     };
 
     let mut step: u64 = 0;
+    let mut epoch_stats = EpochStats::default();
     if let (Some(path), true) = (&existing, options.resume) {
         step = trainer.restore(path, options.device, &options.source, options.log)?;
-        keep_metrics_up_to(
+        let kept = keep_metrics_up_to(
             &options.out.join("metrics.jsonl"),
             step,
             geo.steps_per_epoch,
         )?;
+        // The steps of the interrupted epoch taken before the stop count in its record.
+        epoch_stats.restore(&kept, step / geo.steps_per_epoch);
     }
     // Written only once the checkpoint (if any) has been accepted, so a refused resume
     // leaves the run folder as it was.
@@ -255,7 +297,6 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
     let last_step = options
         .max_steps
         .map_or(geo.total_steps, |max| geo.total_steps.min(max));
-    let mut epoch_stats = EpochStats::default();
     let mut last_loss = None;
     let mut window = Instant::now();
     let mut last_saved = options.resume.then_some(step);
@@ -321,6 +362,8 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
             ema_momentum: outcome.ema_momentum,
             images_per_s,
             grad_norm: outcome.grad_norm,
+            collapse_std: Some(outcome.collapse_std),
+            nn_label_match: outcome.nn_match,
         };
         progress.step(&record);
         log(&record)?;

@@ -97,6 +97,17 @@ pub fn build(
     }
     for loss in &program.losses {
         let kind = loss_kind(&loss.kind, diags);
+        if loss.terms.is_empty() {
+            diags.push(
+                Diagnostic::error(
+                    "fa::resolve::empty_loss",
+                    loss.kind.span,
+                    "this loss has no terms",
+                    "no `a ~ b` inside its braces",
+                )
+                .with_help("write the pairs it compares, e.g. `{ anchor ~ positive }`, or remove the statement"),
+            );
+        }
         if let Some(expr) = &loss.combine {
             if let Some(mode) = config::combine(expr, diags) {
                 match combine {
