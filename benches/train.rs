@@ -118,6 +118,7 @@ fn fa_throughput(
         max_steps: Some(settings.warmup + settings.steps),
         skip_eval: true,
         source: "{}".into(),
+        tensorboard: false,
     };
     let start = Instant::now();
     train(&valid, &options).map_err(|e| e.to_string())?;

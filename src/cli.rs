@@ -32,6 +32,21 @@ pub enum LogFormat {
     Quiet,
 }
 
+/// The layout of `fa export`'s file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Torchvision,
+    Timm,
+    StateDict,
+}
+
+/// Which copy of the encoder `fa export` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExportEncoder {
+    Online,
+    Target,
+}
+
 /// Which evaluation protocols `fa eval` runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Protocol {
@@ -115,6 +130,9 @@ pub enum Command {
         /// Train only the sweep cell with this name.
         #[arg(long)]
         cell: Option<String>,
+        /// Do not write TensorBoard's events file (events.out.tfevents.fa in the run folder).
+        #[arg(long)]
+        no_tensorboard: bool,
         /// f32 or bf16; the same as `--set train.precision=...` (bf16 autocasts the
         /// forward pass on CUDA; the CPU trains in float32).
         #[arg(long)]
@@ -149,11 +167,19 @@ pub enum Command {
         #[arg(long)]
         data_root: Option<PathBuf>,
     },
-    /// Export a run's backbone weights under torchvision's parameter names.
+    /// Export a run's backbone weights (safetensors) for torchvision, timm or plain code.
     Export {
         run: PathBuf,
+        /// The file to write.
         #[arg(long)]
         backbone: PathBuf,
+        /// torchvision and timm: keys their ResNets load with strict=True (the CIFAR stem
+        /// and the convnet are refused); state-dict: fa's names for any backbone.
+        #[arg(long, value_enum, default_value = "torchvision")]
+        format: ExportFormat,
+        /// The online encoder (what the paper evaluates) or its EMA target copy.
+        #[arg(long, value_enum, default_value = "online")]
+        encoder: ExportEncoder,
     },
     /// Plot loss, kNN accuracy and learning-rate curves of runs.
     Plot {
@@ -161,6 +187,15 @@ pub enum Command {
         #[arg(long, default_value = "plots")]
         out: PathBuf,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Serve the language server protocol on standard input and output (for editors).
+    Lsp,
+    /// Print fa's manual page (roff) with every subcommand.
+    Man,
     /// Write a PNG grid of images and their augmented views.
     Augment {
         file: PathBuf,
@@ -187,6 +222,9 @@ impl Command {
                 | Command::Fmt { .. }
                 | Command::Expand { .. }
                 | Command::Lower { .. }
+                | Command::Completions { .. }
+                | Command::Man
+                | Command::Lsp
         )
     }
 }

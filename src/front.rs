@@ -25,6 +25,9 @@ pub enum FrontError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("the language server stopped: {0}")]
+    #[diagnostic(code(fa::io))]
+    Lsp(#[from] fa_lsp::LspError),
     #[error("no files given")]
     #[diagnostic(code(fa::usage), help("name one or more .fa files"))]
     NoFiles,
@@ -194,7 +197,10 @@ pub fn fmt(files: &[PathBuf], check: bool) -> Result<Outcome, FrontError> {
         let source = fa_base::fsio::read_source(file)
             .and_then(|bytes| {
                 String::from_utf8(bytes).map_err(|_| {
-                    std::io::Error::new(std::io::ErrorKind::InvalidData, "the file is not UTF-8 text")
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "the file is not UTF-8 text",
+                    )
                 })
             })
             .map_err(|source| FrontError::Io {
@@ -216,13 +222,55 @@ pub fn fmt(files: &[PathBuf], check: bool) -> Result<Outcome, FrontError> {
             eprintln!("{}: not formatted", file.display());
             outcome = Outcome::Failed;
         } else {
-            fa_base::fsio::rewrite_file_atomically(file, formatted.as_bytes()).map_err(|source| {
-                FrontError::Write {
+            fa_base::fsio::rewrite_file_atomically(file, formatted.as_bytes()).map_err(
+                |source| FrontError::Write {
                     path: file.clone(),
                     source,
-                }
-            })?;
+                },
+            )?;
         }
     }
     Ok(outcome)
+}
+
+/// `fa completions`: the completion script of `shell` for every subcommand and flag,
+/// generated from the clap definitions so it never falls behind them.
+pub fn completions(shell: clap_complete::Shell) -> Result<Outcome, FrontError> {
+    use clap::CommandFactory;
+    let mut command = crate::cli::Cli::command();
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, "fa", &mut script);
+    write_stdout(&script)
+}
+
+/// `fa man`: the manual page in roff, with a section listing every subcommand.
+pub fn man() -> Result<Outcome, FrontError> {
+    use clap::CommandFactory;
+    let mut page = Vec::new();
+    clap_mangen::Man::new(crate::cli::Cli::command())
+        .render(&mut page)
+        .map_err(|source| FrontError::Write {
+            path: PathBuf::from("<manual page>"),
+            source,
+        })?;
+    write_stdout(&page)
+}
+
+fn write_stdout(bytes: &[u8]) -> Result<Outcome, FrontError> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(bytes)
+        .and_then(|()| stdout.flush())
+        .map_err(|source| FrontError::Write {
+            path: PathBuf::from("<standard output>"),
+            source,
+        })?;
+    Ok(Outcome::Success)
+}
+
+/// `fa lsp`: the language server, until the editor says `exit`.
+pub fn lsp() -> Result<Outcome, FrontError> {
+    fa_lsp::run_stdio()?;
+    Ok(Outcome::Success)
 }

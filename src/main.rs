@@ -29,6 +29,9 @@ fn main() -> ExitCode {
         Command::Fmt { files, check } => front::fmt(&files, check),
         Command::Expand { file, overrides } => front::expand(&file, &overrides),
         Command::Lower { file, overrides } => front::lower(&file, &overrides),
+        Command::Completions { shell } => front::completions(shell),
+        Command::Man => front::man(),
+        Command::Lsp => front::lsp(),
         _ => unreachable!("commands that need libtorch were handed to fa-torch above"),
     };
     match result {

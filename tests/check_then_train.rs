@@ -20,9 +20,19 @@ enum Encoder {
 #[derive(Clone, Debug)]
 enum Fa {
     None,
-    Nn { bank: usize, k: usize },
-    Mask { rate: f64, k: usize },
-    Mixup { alpha: f64, noise: &'static str, k: usize },
+    Nn {
+        bank: usize,
+        k: usize,
+    },
+    Mask {
+        rate: f64,
+        k: usize,
+    },
+    Mixup {
+        alpha: f64,
+        noise: &'static str,
+        k: usize,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -66,10 +76,24 @@ fn fa() -> impl Strategy<Value = Fa> {
 
 fn spec() -> impl Strategy<Value = Spec> {
     (
-        (prop::sample::select(vec![1usize, 3]), 8usize..=20, 1usize..=6),
-        (encoder(), prop::collection::vec(2usize..=12, 1..=2), any::<bool>()),
+        (
+            prop::sample::select(vec![1usize, 3]),
+            8usize..=20,
+            1usize..=6,
+        ),
+        (
+            encoder(),
+            prop::collection::vec(2usize..=12, 1..=2),
+            any::<bool>(),
+        ),
         (any::<bool>(), any::<bool>(), fa()),
-        (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>(), 1usize..=2),
+        (
+            any::<bool>(),
+            any::<bool>(),
+            any::<bool>(),
+            any::<bool>(),
+            1usize..=2,
+        ),
     )
         .prop_map(
             |(
@@ -151,7 +175,11 @@ projector g = mlp({projector}, norm: {norm})
         }
     };
     let symmetric = if spec.symmetric { "symmetric " } else { "" };
-    let loss = if spec.byol { "byol" } else { "infonce(tau: 0.2)" };
+    let loss = if spec.byol {
+        "byol"
+    } else {
+        "infonce(tau: 0.2)"
+    };
     let combine = if spec.free { "free" } else { "mean" };
     text += &format!("loss {loss} {{\n  {symmetric}online ~ other\n");
     if let Some(fa) = fa {
@@ -237,7 +265,11 @@ fn every_generated_model_that_checks_trains_one_step() {
         let options = fa_torch::train::TrainOptions {
             out: out.path().join("run"),
             device: tch::Device::Cpu,
-            data_root: if spec.channels == 1 { grey.clone() } else { colour.clone() },
+            data_root: if spec.channels == 1 {
+                grey.clone()
+            } else {
+                colour.clone()
+            },
             resume: false,
             overwrite: false,
             log: fa_torch::train::LogFormat::Quiet,
@@ -253,6 +285,12 @@ fn every_generated_model_that_checks_trains_one_step() {
         panic!("{failure}");
     }
     let checked = checked.into_inner();
-    eprintln!("{checked} models checked and trained, {} refused by fa check", refused.into_inner());
-    assert!(checked >= 24, "too few generated models pass fa check ({checked} of 48)");
+    eprintln!(
+        "{checked} models checked and trained, {} refused by fa check",
+        refused.into_inner()
+    );
+    assert!(
+        checked >= 24,
+        "too few generated models pass fa check ({checked} of 48)"
+    );
 }

@@ -338,3 +338,68 @@ fn lower_graph_and_expand_of_a_library_say_it_is_a_library() {
         );
     }
 }
+
+/// Every subcommand's name, from the clap definitions the scripts are generated from.
+fn subcommand_names() -> Vec<String> {
+    use clap::CommandFactory;
+    let names: Vec<String> = fa::cli::Cli::command()
+        .get_subcommands()
+        .map(|command| command.get_name().to_string())
+        .collect();
+    // The definitions hold the commands this test must see, so an empty list cannot pass.
+    for expected in ["check", "train", "export", "completions", "man", "lsp"] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} in {names:?}"
+        );
+    }
+    names
+}
+
+#[test]
+fn completions_for_bash_zsh_and_fish_mention_every_subcommand_without_fa_torch() {
+    let names = subcommand_names();
+    for shell in ["bash", "zsh", "fish"] {
+        // Served by `fa` itself: a missing backend does not matter.
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_fa"))
+            .args(["completions", shell])
+            .env("FA_TORCH", "/nonexistent/fa-torch")
+            .output()
+            .expect("fa runs");
+        let output = expect_code(output, 0, shell);
+        let script = stdout(&output);
+        for name in &names {
+            assert!(
+                script.contains(name.as_str()),
+                "{shell}: no `{name}` in\n{script}"
+            );
+        }
+        // Flags too; fish spells a long flag `-l deny-warnings`.
+        assert!(
+            script.contains("deny-warnings"),
+            "{shell}: flags are completed too"
+        );
+    }
+    let output = expect_code(fa(&["completions", "tcsh"]), 2, "an unknown shell");
+    assert!(stderr(&output).contains("tcsh"), "{}", stderr(&output));
+}
+
+#[test]
+fn man_page_is_roff_and_lists_every_subcommand() {
+    let output = expect_code(fa(&["man"]), 0, "man");
+    let page = stdout(&output);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH fa"),
+        "roff: {page}"
+    );
+    let subcommands = page
+        .split(".SH SUBCOMMANDS")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no SUBCOMMANDS section in\n{page}"));
+    for name in subcommand_names() {
+        assert!(
+            subcommands.contains(&format!("fa\\-{name}")) || subcommands.contains(&name),
+            "no `{name}` among the subcommands of\n{page}"
+        );
+    }
+}

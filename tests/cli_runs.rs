@@ -17,6 +17,11 @@ fn fashion_root_flag() -> String {
 
 /// Trains tests/train/tiny.fa for `steps` steps into `out` without evaluation.
 fn train_tiny(out: &Path, root: &str, steps: u64) -> Output {
+    train_tiny_with(out, root, steps, &[])
+}
+
+/// [`train_tiny`] with `extra` flags.
+fn train_tiny_with(out: &Path, root: &str, steps: u64, extra: &[&str]) -> Output {
     let steps = steps.to_string();
     let args = [
         "train",
@@ -30,7 +35,12 @@ fn train_tiny(out: &Path, root: &str, steps: u64) -> Output {
         root,
     ];
     expect_code(
-        fa(&[&args[..], &["--log-format", "json", "--device", "cpu"]].concat()),
+        fa(&[
+            &args[..],
+            &["--log-format", "json", "--device", "cpu"],
+            extra,
+        ]
+        .concat()),
         0,
         "train tiny",
     )
@@ -98,6 +108,19 @@ fn train_writes_metrics_and_a_checkpoint_and_prints_json_lines() {
         serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["steps"], 3);
     assert!(summary["knn"].is_null(), "--no-eval: no kNN");
+
+    // TensorBoard's events file by default: the version, the augmentation grid, one event
+    // per step with the step's loss among its tags.
+    use fa_torch::train::tensorboard::{parse_event, read_records, EVENTS_FILE};
+    let events_path = run.join(EVENTS_FILE);
+    let events = read_records(&events_path, &std::fs::read(&events_path).unwrap()).unwrap();
+    assert_eq!(events.len(), 5);
+    assert_eq!(parse_event(&events[1]).tags, ["augmentation"]);
+    for (index, event) in events[2..].iter().enumerate() {
+        let info = parse_event(event);
+        assert_eq!(info.step, index as u64 + 1);
+        assert!(info.tags.contains(&"loss/total".to_string()), "{info:?}");
+    }
 }
 
 #[test]
@@ -263,13 +286,36 @@ fn plot_writes_png_and_svg_curves() {
     let note = dir.path().join("note.txt");
     std::fs::write(&note, "mine").unwrap();
     for (args, expected) in [
-        (vec!["plot", path_text(&dir.path().join("no_run")), "--out", path_text(&plots)], "does not exist"),
-        (vec!["plot", path_text(dir.path()), "--out", path_text(&plots)], "it has no metrics.jsonl"),
-        (vec!["plot", path_text(&run), "--out", path_text(&note)], "is not a folder"),
+        (
+            vec![
+                "plot",
+                path_text(&dir.path().join("no_run")),
+                "--out",
+                path_text(&plots),
+            ],
+            "does not exist",
+        ),
+        (
+            vec!["plot", path_text(dir.path()), "--out", path_text(&plots)],
+            "it has no metrics.jsonl",
+        ),
+        (
+            vec!["plot", path_text(&run), "--out", path_text(&note)],
+            "is not a folder",
+        ),
     ] {
         let output = fa(&args);
-        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", stderr(&output));
-        assert!(stderr(&output).contains(expected), "{args:?}: {}", stderr(&output));
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(expected),
+            "{args:?}: {}",
+            stderr(&output)
+        );
     }
     assert_eq!(std::fs::read_to_string(&note).unwrap(), "mine");
 }
@@ -346,10 +392,33 @@ fn export_of_a_convnet_run_writes_the_encoder_tensors_under_short_names() {
     let root = fashion_root_flag();
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    train_tiny(&run, &root, 2);
+    train_tiny_with(&run, &root, 2, &["--no-tensorboard"]);
+    assert!(
+        !run.join(fa_torch::train::tensorboard::EVENTS_FILE).exists(),
+        "--no-tensorboard writes no events file"
+    );
     let out = dir.path().join("backbone.safetensors");
-    expect_code(
+    // torchvision (the default) has no convnet: refused, with the way out.
+    let refused = expect_code(
         fa(&["export", path_text(&run), "--backbone", path_text(&out)]),
+        2,
+        "export of a convnet as torchvision",
+    );
+    let said = stderr(&refused);
+    assert!(
+        said.contains("no counterpart") && said.contains("--format state-dict"),
+        "{said}"
+    );
+    assert!(!out.exists());
+    expect_code(
+        fa(&[
+            "export",
+            path_text(&run),
+            "--backbone",
+            path_text(&out),
+            "--format",
+            "state-dict",
+        ]),
         0,
         "export",
     );

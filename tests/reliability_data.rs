@@ -114,11 +114,15 @@ fn a_damaged_tar_gz_is_refused_in_plain_text() {
         )
         .unwrap_err();
         let message = error.to_string();
-        assert!(message.contains("train.tar.gz"), "byte {position}: {message}");
+        assert!(
+            message.contains("train.tar.gz"),
+            "byte {position}: {message}"
+        );
         assert!(
             message
                 .chars()
-                .all(|c| !c.is_control() && (c.is_ascii() || c.is_alphanumeric() || "×—–…’".contains(c))),
+                .all(|c| !c.is_control()
+                    && (c.is_ascii() || c.is_alphanumeric() || "×—–…’".contains(c))),
             "byte {position}: {message:?}"
         );
     }

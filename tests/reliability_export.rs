@@ -113,12 +113,22 @@ fn export_and_eval_refuse_wrong_inputs_with_the_reason_and_the_way_out() {
         let message = text(&output).replace(" │ ", " ");
         assert!(message.contains("is not a regular file"), "{message}");
     }
-    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
     assert!(!Path::new("/dev/null").symlink_metadata().unwrap().is_file());
 
     // A checkpoint in its run's checkpoints folder exports; a loose copy is explained.
     let good = dir.path().join("backbone.safetensors");
-    let output = fa(&["export", &s(&latest), "--backbone", &s(&good)]);
+    let output = fa(&[
+        "export",
+        &s(&latest),
+        "--backbone",
+        &s(&good),
+        "--format",
+        "state-dict",
+    ]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     let loose = dir.path().join("loose.safetensors");
     std::fs::copy(&latest, &loose).unwrap();
@@ -128,6 +138,8 @@ fn export_and_eval_refuse_wrong_inputs_with_the_reason_and_the_way_out() {
             s(&loose),
             "--backbone".into(),
             s(&good),
+            "--format".into(),
+            "state-dict".into(),
         ],
         vec![
             "eval".to_string(),
@@ -167,7 +179,14 @@ fn export_and_eval_refuse_wrong_inputs_with_the_reason_and_the_way_out() {
     std::fs::remove_file(&latest).unwrap();
     std::fs::copy(only_checkpoint(&other), &latest).unwrap();
     let foreign = dir.path().join("foreign.safetensors");
-    let output = fa(&["export", &s(&run), "--backbone", &s(&foreign)]);
+    let output = fa(&[
+        "export",
+        &s(&run),
+        "--backbone",
+        &s(&foreign),
+        "--format",
+        "state-dict",
+    ]);
     let message = text(&output);
     assert_eq!(output.status.code(), Some(2), "{message}");
     assert!(
@@ -208,11 +227,22 @@ fn an_edited_stored_model_is_refused_with_the_value_named() {
     for (expected, edit) in edits {
         let mut model: serde_json::Value = serde_json::from_str(&original).unwrap();
         edit(&mut model);
-        assert_ne!(model.to_string(), serde_json::from_str::<serde_json::Value>(&original).unwrap().to_string(), "the edit applies");
+        assert_ne!(
+            model.to_string(),
+            serde_json::from_str::<serde_json::Value>(&original)
+                .unwrap()
+                .to_string(),
+            "the edit applies"
+        );
         std::fs::write(&path, serde_json::to_string_pretty(&model).unwrap()).unwrap();
         for args in [
             vec!["eval".to_string(), s(&run), "--device".into(), "cpu".into()],
-            vec!["export".to_string(), s(&run), "--backbone".into(), s(&dir.path().join("b.safetensors"))],
+            vec![
+                "export".to_string(),
+                s(&run),
+                "--backbone".into(),
+                s(&dir.path().join("b.safetensors")),
+            ],
         ] {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             let output = fa(&args);

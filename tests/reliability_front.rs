@@ -147,7 +147,10 @@ fn a_byte_order_mark_is_skipped_and_a_non_ascii_name_is_explained() {
     let accented = dir.path().join("accented.fa");
     std::fs::write(&accented, quickstart().replace("anchor", "änchor")).unwrap();
     let output = fa(&["check", accented.to_str().unwrap()]);
-    let stderr = String::from_utf8_lossy(&output.stderr).split_whitespace().collect::<Vec<_>>().join(" ");
+    let stderr = String::from_utf8_lossy(&output.stderr)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("`ä` (U+00E4) is not ASCII") && stderr.contains("e.g. with `anchor`"),
@@ -155,10 +158,20 @@ fn a_byte_order_mark_is_skipped_and_a_non_ascii_name_is_explained() {
     );
 
     let hidden = dir.path().join("hidden.fa");
-    std::fs::write(&hidden, quickstart().replace("positive =", "positive\u{200B} =")).unwrap();
+    std::fs::write(
+        &hidden,
+        quickstart().replace("positive =", "positive\u{200B} ="),
+    )
+    .unwrap();
     let output = fa(&["check", hidden.to_str().unwrap()]);
-    let stderr = String::from_utf8_lossy(&output.stderr).split_whitespace().collect::<Vec<_>>().join(" ");
-    assert!(stderr.contains("(U+200B) is an invisible character"), "{stderr}");
+    let stderr = String::from_utf8_lossy(&output.stderr)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        stderr.contains("(U+200B) is an invisible character"),
+        "{stderr}"
+    );
 }
 
 /// `fa fmt` rewrites a symbolic link's target (the link stays a link) and keeps the file's
@@ -175,8 +188,19 @@ fn fmt_writes_through_a_symbolic_link_and_keeps_the_mode() {
     std::os::unix::fs::symlink("real.fa", &link).unwrap();
 
     let output = fa(&["fmt", link.to_str().unwrap()]);
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link stays a link");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "the link stays a link"
+    );
     let formatted = std::fs::read_to_string(&target).unwrap();
     assert_ne!(formatted, messy, "the target was formatted");
     assert!(formatted.contains("anchor = view"));

@@ -346,10 +346,21 @@ fn the_epoch_record_of_a_resumed_epoch_averages_every_step_of_it() {
     assert_eq!(losses.len(), 16, "one record per step of the epoch");
     let (loss, collapse) = epoch_record.expect("the epoch's record");
     let mean = |values: &[f64]| values.iter().sum::<f64>() / values.len() as f64;
-    assert!((loss - mean(&losses)).abs() < 1e-12 * mean(&losses).abs().max(1.0), "{loss} vs {}", mean(&losses));
-    assert!((collapse - mean(&collapses)).abs() < 1e-12, "{collapse} vs {}", mean(&collapses));
+    assert!(
+        (loss - mean(&losses)).abs() < 1e-12 * mean(&losses).abs().max(1.0),
+        "{loss} vs {}",
+        mean(&losses)
+    );
+    assert!(
+        (collapse - mean(&collapses)).abs() < 1e-12,
+        "{collapse} vs {}",
+        mean(&collapses)
+    );
     let after_resume = mean(&losses[5..]);
-    assert!((loss - after_resume).abs() > 1e-9, "the first five steps count");
+    assert!(
+        (loss - after_resume).abs() > 1e-9,
+        "the first five steps count"
+    );
 }
 
 /// `--out` naming a folder of other files (`--out .` in a project, `--out /`) is refused
@@ -361,7 +372,10 @@ fn a_folder_of_other_files_is_refused_as_a_run_folder() {
     let out = dir.path().join("project");
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("notes.txt"), "mine").unwrap();
-    for extra in [&["--max-steps", "1"][..], &["--max-steps", "1", "--overwrite"][..]] {
+    for extra in [
+        &["--max-steps", "1"][..],
+        &["--max-steps", "1", "--overwrite"][..],
+    ] {
         let output = run(&out, root, extra);
         assert_eq!(output.status.code(), Some(2), "{}", text(&output));
         assert!(

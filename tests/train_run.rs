@@ -29,6 +29,7 @@ fn options(
         max_steps,
         skip_eval,
         source: "{}".into(),
+        tensorboard: false,
     }
 }
 
@@ -308,4 +309,114 @@ fn stopping_on_an_epoch_boundary_between_checkpoints_still_saves_the_progress() 
     let latest = checkpoint::latest(dir.path()).expect("a checkpoint at the stop");
     let meta = checkpoint::read_meta(&latest).unwrap();
     assert_eq!((meta.step, meta.epoch, meta.position), (32, 2, 0));
+}
+
+#[test]
+fn the_events_file_reads_back_in_tensorboard_with_every_metric_once_after_a_resume() {
+    use fa_torch::train::metrics::{read_metrics, Record};
+    let root = fashion_root();
+    let valid = model(
+        "tests/train/tiny.fa",
+        &[
+            "data.limit=256",
+            "train.knn_every=1",
+            "eval.linear.epochs=1",
+            "eval.linear.mode=features",
+        ],
+    );
+    // 256 images / 64 = 4 steps per epoch, 2 epochs: 8 steps.
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = options(dir.path(), &root, Some(6), true, false);
+    first.tensorboard = true;
+    run(&valid, &first);
+    // A crash after step 6 and before its checkpoint: the run resumes from step 4 while the
+    // events file already holds steps 5 and 6.
+    std::fs::remove_file(checkpoint::checkpoint_path(dir.path(), 6)).unwrap();
+    let mut resumed = options(dir.path(), &root, None, false, true);
+    resumed.tensorboard = true;
+    run(&valid, &resumed);
+
+    let events = dir.path().join(fa_torch::train::tensorboard::EVENTS_FILE);
+    let output = std::process::Command::new(support::process::venv_python())
+        .arg(support::project_path("scripts/read_events.py"))
+        .arg(&events)
+        .output()
+        .expect("python runs");
+    assert!(
+        output.status.success(),
+        "TensorBoard's reader failed (./dev test installs it from scripts/requirements-tests.txt): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let read: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    // TensorBoard stores scalars as f32; JSON carries them as decimals that serde_json may
+    // read back one unit off in the last place of an f64, so both sides compare as f32.
+    let scalars = |tag: &str| -> Vec<(u64, f32)> {
+        read["scalars"][tag]
+            .as_array()
+            .unwrap_or_else(|| panic!("no scalar `{tag}` in {}", read["scalars"]))
+            .iter()
+            .map(|pair| (pair[0].as_u64().unwrap(), pair[1].as_f64().unwrap() as f32))
+            .collect()
+    };
+
+    // Every step once, with the values of metrics.jsonl (as f32, TensorBoard's type).
+    let records = read_metrics(&dir.path().join("metrics.jsonl")).unwrap();
+    let steps: Vec<(u64, f64, f64, std::collections::BTreeMap<String, f64>)> = records
+        .iter()
+        .filter_map(|record| match record {
+            Record::Step {
+                step,
+                loss,
+                lr,
+                terms,
+                ..
+            } => Some((*step, *loss, *lr, terms.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        steps.iter().map(|s| s.0).collect::<Vec<_>>(),
+        (1..=8).collect::<Vec<_>>()
+    );
+    let as_f32 = |value: f64| value as f32;
+    let expected_loss: Vec<(u64, f32)> = steps.iter().map(|s| (s.0, as_f32(s.1))).collect();
+    assert_eq!(scalars("loss/total"), expected_loss);
+    let expected_lr: Vec<(u64, f32)> = steps.iter().map(|s| (s.0, as_f32(s.2))).collect();
+    assert_eq!(scalars("lr"), expected_lr);
+    let terms = &steps[0].3;
+    assert_eq!(terms.len(), 2, "two loss terms: {terms:?}");
+    for (name, value) in terms {
+        let read = scalars(&format!("loss/{name}"));
+        assert_eq!(read.len(), 8);
+        assert_eq!(read[0], (1, as_f32(*value)));
+    }
+    assert_eq!(scalars("images_per_s").len(), 8);
+
+    // Per epoch: the loss and the collapse statistic at each epoch's last step; the quick
+    // kNN after the first epoch; the final evaluation once, at the last step.
+    let epoch_steps = |tag: &str| scalars(tag).iter().map(|s| s.0).collect::<Vec<_>>();
+    assert_eq!(epoch_steps("epoch/loss"), [4, 8]);
+    assert_eq!(epoch_steps("collapse/std"), [4, 8]);
+    assert_eq!(epoch_steps("knn/top1"), [4]);
+    let (knn, linear) = records
+        .iter()
+        .find_map(|record| match record {
+            Record::Eval {
+                knn_top1,
+                linear_top1,
+                ..
+            } => Some((knn_top1.unwrap(), linear_top1.unwrap())),
+            _ => None,
+        })
+        .expect("an evaluation record");
+    assert_eq!(scalars("eval/knn_top1"), [(8, as_f32(knn))]);
+    assert_eq!(scalars("eval/linear_top1"), [(8, as_f32(linear))]);
+
+    // The augmentation grid, once, as an image TensorBoard decodes the size of.
+    let images = read["images"]["augmentation"]
+        .as_array()
+        .expect("the augmentation grid");
+    assert_eq!(images.len(), 1, "{images:?}");
+    assert_eq!(images[0][0], 0);
+    assert!(images[0][1].as_u64().unwrap() > 96 && images[0][3].as_u64().unwrap() > 1000);
 }

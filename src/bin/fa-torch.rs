@@ -8,6 +8,7 @@ use fa::cli::{Cli, Command};
 use fa_lang::driver::Outcome;
 use fa_lang::resolve::Override;
 use fa_torch::commands::{self, EvalArgs, SweepArgs, TrainArgs};
+use fa_torch::export::{ExportEncoder, ExportFormat};
 use fa_torch::train::LogFormat;
 
 fn main() -> ExitCode {
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
             max_steps,
             no_eval,
             cell,
+            no_tensorboard,
             precision,
         } => {
             if let Some(precision) = precision {
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
                 max_steps,
                 no_eval,
                 cell,
+                no_tensorboard,
             })
         }
         Command::Eval {
@@ -77,7 +80,17 @@ fn main() -> ExitCode {
             device,
             data_root,
         }),
-        Command::Export { run, backbone } => commands::export(&run, &backbone),
+        Command::Export {
+            run,
+            backbone,
+            format,
+            encoder,
+        } => commands::export(
+            &run,
+            &backbone,
+            export_format(format),
+            export_encoder(encoder),
+        ),
         Command::Plot { runs, out } => commands::plot(&runs, &out),
         Command::Augment {
             file,
@@ -85,12 +98,21 @@ fn main() -> ExitCode {
             out,
             data_root,
             overrides,
-        } => commands::augment(&file, view.as_deref(), &out, data_root.as_deref(), &overrides),
+        } => commands::augment(
+            &file,
+            view.as_deref(),
+            &out,
+            data_root.as_deref(),
+            &overrides,
+        ),
         Command::Check { .. }
         | Command::Graph { .. }
         | Command::Fmt { .. }
         | Command::Expand { .. }
-        | Command::Lower { .. } => {
+        | Command::Lower { .. }
+        | Command::Completions { .. }
+        | Command::Man
+        | Command::Lsp => {
             eprintln!("error: front-end commands are served by `fa`, not `fa-torch`");
             return ExitCode::from(2);
         }
@@ -114,5 +136,20 @@ fn log(format: fa::cli::LogFormat) -> LogFormat {
         fa::cli::LogFormat::Plain => LogFormat::Plain,
         fa::cli::LogFormat::Json => LogFormat::Json,
         fa::cli::LogFormat::Quiet => LogFormat::Quiet,
+    }
+}
+
+fn export_format(format: fa::cli::ExportFormat) -> ExportFormat {
+    match format {
+        fa::cli::ExportFormat::Torchvision => ExportFormat::Torchvision,
+        fa::cli::ExportFormat::Timm => ExportFormat::Timm,
+        fa::cli::ExportFormat::StateDict => ExportFormat::StateDict,
+    }
+}
+
+fn export_encoder(encoder: fa::cli::ExportEncoder) -> ExportEncoder {
+    match encoder {
+        fa::cli::ExportEncoder::Online => ExportEncoder::Online,
+        fa::cli::ExportEncoder::Target => ExportEncoder::Target,
     }
 }

@@ -109,12 +109,18 @@ mod tests {
         let folder = dir.path().join("folder");
         std::fs::create_dir(&folder).unwrap();
         let error = write_file_atomically(&folder, b"x").unwrap_err();
-        assert!(error.to_string().contains("is not a regular file"), "{error}");
+        assert!(
+            error.to_string().contains("is not a regular file"),
+            "{error}"
+        );
         assert!(folder.is_dir());
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&folder, &link).unwrap();
         assert!(write_file_atomically(&link, b"x").is_err());
-        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
         let file = dir.path().join("file");
         write_file_atomically(&file, b"one").unwrap();
         write_file_atomically(&file, b"two").unwrap();

@@ -1,7 +1,8 @@
 //! The front end's entry point: a file resolved into sweep cells, each validated, with every
 //! diagnostic; and the same as the commands use it (diagnostics printed, an outcome).
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use crate::diag::{Diagnostic, Report};
 use crate::resolve::{self, Cell, Override, Resolved};
@@ -44,17 +45,43 @@ pub fn compile_source(name: &str, text: &str, overrides: &[Override]) -> Result<
     )
 }
 
+/// Compiles the text of the file at `path` as an editor holds it, reading the files it
+/// `use`s from `overlay` (unsaved buffers by canonical path) before the disk.
+pub fn compile_with_overlay(
+    path: &Path,
+    text: &str,
+    overlay: BTreeMap<PathBuf, String>,
+) -> Result<Compiled, Report> {
+    compile_bytes_with(
+        &path.display().to_string(),
+        Some(path),
+        text.as_bytes().to_vec(),
+        &[],
+        overlay,
+    )
+}
+
 fn compile_bytes(
     name: &str,
     path: Option<&Path>,
     bytes: Vec<u8>,
     overrides: &[Override],
 ) -> Result<Compiled, Report> {
+    compile_bytes_with(name, path, bytes, overrides, BTreeMap::new())
+}
+
+fn compile_bytes_with(
+    name: &str,
+    path: Option<&Path>,
+    bytes: Vec<u8>,
+    overrides: &[Override],
+    overlay: BTreeMap<PathBuf, String>,
+) -> Result<Compiled, Report> {
     let Resolved {
         sources,
         diagnostics: mut diags,
         cells,
-    } = resolve::resolve(name, path, bytes, overrides);
+    } = resolve::resolve_with_overlay(name, path, bytes, overrides, overlay);
     if diags.iter().any(Diagnostic::is_error) {
         return Err(Report::new(sources, diags));
     }

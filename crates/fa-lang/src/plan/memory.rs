@@ -52,7 +52,11 @@ pub fn estimate(valid: &ValidModel) -> MemoryEstimate {
         .iter()
         .filter(|entry| entry.kind == super::ParamKind::Bank)
         .map(|entry| {
-            let bytes = if entry.name.ends_with(".indices") { 8 } else { F32 };
+            let bytes = if entry.name.ends_with(".indices") {
+                8
+            } else {
+                F32
+            };
             entry.numel().saturating_mul(bytes)
         })
         .fold(0usize, usize::saturating_add);
@@ -233,7 +237,11 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
         "m" | "mb" | "mib" => 1024.0 * 1024.0,
         "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
         "t" | "tb" | "tib" => 1024.0f64.powi(4),
-        other => return Err(format!("unknown size unit `{other}`: use B, KiB, MiB, GiB or TiB")),
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}`: use B, KiB, MiB, GiB or TiB"
+            ))
+        }
     };
     let bytes = value * scale;
     if !bytes.is_finite() || bytes < 1.0 || bytes > usize::MAX as f64 {

@@ -95,8 +95,7 @@ fn duplicate_keys(record: &Record, diags: &mut Vec<Diagnostic>) {
                 .with_related(first, "first given here")
                 .with_help("remove one of them; to override a value, write it in a later block or a recipe"),
             );
-        }
-        else {
+        } else {
             seen.insert(&entry.key.text, entry.key.span);
         }
         if let ExprKind::Record(inner) = &entry.value.kind {

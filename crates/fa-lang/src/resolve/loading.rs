@@ -1,6 +1,6 @@
 //! Loading: reads the main file and every file it `use`s, in statement order, each once.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 
 use crate::diag::Diagnostic;
@@ -19,6 +19,8 @@ pub(super) struct Loader {
     stack: Vec<(PathBuf, Option<Span>)>,
     /// Statements in order, each with the file it came from.
     pub items: Vec<Item>,
+    /// Texts that replace the files on disk, by canonical path: an editor's unsaved buffers.
+    pub overlay: BTreeMap<PathBuf, String>,
 }
 
 /// Uses may nest at most this deep (a chain of distinct files).
@@ -150,7 +152,11 @@ impl Loader {
             ));
             return;
         }
-        match fa_base::fsio::read_source(&path) {
+        let read = match self.overlay.get(&canonical) {
+            Some(text) => Ok(text.clone().into_bytes()),
+            None => fa_base::fsio::read_source(&path),
+        };
+        match read {
             Ok(bytes) => {
                 self.load(name, Some(path), canonical, bytes, Some(span));
             }

@@ -17,7 +17,8 @@ mod program;
 mod sweeps;
 pub mod vocabulary;
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use crate::diag::Diagnostic;
 use crate::ir;
@@ -52,7 +53,20 @@ pub fn resolve(
     bytes: Vec<u8>,
     overrides: &[Override],
 ) -> Resolved {
+    resolve_with_overlay(name, path, bytes, overrides, BTreeMap::new())
+}
+
+/// [`resolve`], reading a `use`d file from `overlay` (by canonical path) instead of the disk
+/// when it is there: the language server checks against the editor's unsaved buffers.
+pub fn resolve_with_overlay(
+    name: &str,
+    path: Option<&Path>,
+    bytes: Vec<u8>,
+    overrides: &[Override],
+    overlay: BTreeMap<PathBuf, String>,
+) -> Resolved {
     let mut loader = loading::Loader::default();
+    loader.overlay = overlay;
     let main = loader.load_root(name, path, bytes);
     let mut program = program::Program::default();
     let mut diags = std::mem::take(&mut loader.diags);

@@ -190,7 +190,10 @@ fn parse_error(file: FileId, text: &str, error: pest::error::Error<Rule>) -> Dia
         n => format!("{} or {}", expected[..n - 1].join(", "), expected[n - 1]),
     };
     // A letter outside ASCII where a name was being written is the likely slip: say so.
-    let word = rest.split(|c: char| c.is_ascii_whitespace()).next().unwrap_or("");
+    let word = rest
+        .split(|c: char| c.is_ascii_whitespace())
+        .next()
+        .unwrap_or("");
     let help = match word.chars().find(|c| !c.is_ascii()) {
         Some(c) if c.is_alphanumeric() => format!(
             "names are ASCII letters, digits and `_`; `{c}` (U+{:04X}) is not ASCII: rename, e.g. with `{}`",

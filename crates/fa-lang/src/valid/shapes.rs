@@ -319,7 +319,9 @@ fn apply_shape(
             );
             // The output width is still known: shape inference goes on, so later checks do
             // not report the branch as unused.
-            widths.last().map(|&width| FeatureShape::Vector { width, samples })
+            widths
+                .last()
+                .map(|&width| FeatureShape::Vector { width, samples })
         }
         (ModuleKind::Ema { chain, .. }, _) => {
             let mut shape = input;

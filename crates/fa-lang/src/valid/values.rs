@@ -33,12 +33,7 @@ impl Checker<'_> {
             .iter()
             .find(|(cap, _, _)| *cap == cap_name)
             .map_or(f64::INFINITY, |&(_, max, _)| max as f64);
-        self.real(
-            span,
-            name,
-            value as f64,
-            Range::closed(min as f64, max),
-        );
+        self.real(span, name, value as f64, Range::closed(min as f64, max));
     }
 }
 
@@ -57,7 +52,12 @@ pub(super) fn check(model: &Model, problems: &mut Vec<Problem>) {
     let data = &model.data;
     c.count(data.span, "image_size", "image_size", data.image_size, 8);
     if data.channels != 1 && data.channels != 3 {
-        c.real(data.span, "channels", data.channels as f64, Range::closed(1.0, 1.0));
+        c.real(
+            data.span,
+            "channels",
+            data.channels as f64,
+            Range::closed(1.0, 1.0),
+        );
     }
     c.count(data.span, "batch", "batch", data.batch_size, 1);
     if let Some(limit) = data.limit {
@@ -80,8 +80,18 @@ pub(super) fn check(model: &Model, problems: &mut Vec<Problem>) {
     let optim = &model.optim;
     c.real(optim.span, "lr", optim.lr.value, Range::POSITIVE);
     c.real(optim.span, "momentum", optim.momentum, BELOW_ONE);
-    c.real(optim.span, "weight_decay", optim.weight_decay, Range::NON_NEGATIVE);
-    c.real(optim.span, "warmup", optim.warmup_epochs, Range::NON_NEGATIVE);
+    c.real(
+        optim.span,
+        "weight_decay",
+        optim.weight_decay,
+        Range::NON_NEGATIVE,
+    );
+    c.real(
+        optim.span,
+        "warmup",
+        optim.warmup_epochs,
+        Range::NON_NEGATIVE,
+    );
     c.count(optim.span, "accumulate", "accumulate", optim.accumulate, 1);
     if let Some(clip) = optim.clip_grad_norm {
         c.real(optim.span, "clip_grad_norm", clip, Range::POSITIVE);
@@ -92,8 +102,20 @@ pub(super) fn check(model: &Model, problems: &mut Vec<Problem>) {
 
     let train = &model.train;
     c.count(train.span, "epochs", "epochs", train.epochs, 1);
-    c.count(train.span, "checkpoint_every", "checkpoint_every", train.checkpoint_every, 1);
-    c.count(train.span, "keep_checkpoints", "keep_checkpoints", train.keep_checkpoints, 1);
+    c.count(
+        train.span,
+        "checkpoint_every",
+        "checkpoint_every",
+        train.checkpoint_every,
+        1,
+    );
+    c.count(
+        train.span,
+        "keep_checkpoints",
+        "keep_checkpoints",
+        train.keep_checkpoints,
+        1,
+    );
 
     if let Some(knn) = &model.eval.knn {
         c.count(knn.span, "k", "k", knn.k, 1);
@@ -104,7 +126,12 @@ pub(super) fn check(model: &Model, problems: &mut Vec<Problem>) {
         c.real(linear.span, "lr", linear.lr, Range::POSITIVE);
         c.count(linear.span, "batch", "batch", linear.batch_size, 1);
         c.real(linear.span, "momentum", linear.momentum, BELOW_ONE);
-        c.real(linear.span, "weight_decay", linear.weight_decay, Range::NON_NEGATIVE);
+        c.real(
+            linear.span,
+            "weight_decay",
+            linear.weight_decay,
+            Range::NON_NEGATIVE,
+        );
     }
 
     for def in model.modules.values() {
@@ -122,8 +149,18 @@ pub(super) fn check(model: &Model, problems: &mut Vec<Problem>) {
                 final_momentum,
                 ..
             } => {
-                c.real(def.span, "momentum", *base_momentum, Range::closed(0.0, 1.0));
-                c.real(def.span, "final", *final_momentum, Range::closed(*base_momentum, 1.0));
+                c.real(
+                    def.span,
+                    "momentum",
+                    *base_momentum,
+                    Range::closed(0.0, 1.0),
+                );
+                c.real(
+                    def.span,
+                    "final",
+                    *final_momentum,
+                    Range::closed(*base_momentum, 1.0),
+                );
             }
             ModuleKind::ResNet { .. } => {}
         }
@@ -172,10 +209,16 @@ fn aug_op(c: &mut Checker, span: Span, op: &AugOp) {
             c.real(span, "scale", scale.0, Range::closed(0.0, 1.0));
             c.real(span, "scale", scale.1, Range::closed(scale.0.max(0.0), 1.0));
             c.real(span, "ratio", ratio.0, Range::POSITIVE);
-            c.real(span, "ratio", ratio.1, Range::closed(ratio.0, f64::INFINITY));
+            c.real(
+                span,
+                "ratio",
+                ratio.1,
+                Range::closed(ratio.0, f64::INFINITY),
+            );
         }
-        AugOp::HorizontalFlip { p: prob }
-        | AugOp::Grayscale { p: prob } => c.real(span, "p", *prob, p),
+        AugOp::HorizontalFlip { p: prob } | AugOp::Grayscale { p: prob } => {
+            c.real(span, "p", *prob, p)
+        }
         AugOp::ColorJitter {
             brightness,
             contrast,
@@ -192,12 +235,14 @@ fn aug_op(c: &mut Checker, span: Span, op: &AugOp) {
         AugOp::GaussianBlur { p: prob, sigma } => {
             c.real(span, "p", *prob, p);
             c.real(span, "sigma", sigma.0, Range::POSITIVE);
-            c.real(span, "sigma", sigma.1, Range::closed(sigma.0, f64::INFINITY));
+            c.real(
+                span,
+                "sigma",
+                sigma.1,
+                Range::closed(sigma.0, f64::INFINITY),
+            );
         }
-        AugOp::Solarize {
-            p: prob,
-            threshold,
-        } => {
+        AugOp::Solarize { p: prob, threshold } => {
             c.real(span, "p", *prob, p);
             c.real(span, "threshold", *threshold, p);
         }

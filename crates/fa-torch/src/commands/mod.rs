@@ -35,6 +35,8 @@ pub struct TrainArgs {
     pub max_steps: Option<u64>,
     pub no_eval: bool,
     pub cell: Option<String>,
+    /// Do not write TensorBoard's events file.
+    pub no_tensorboard: bool,
 }
 
 /// The flags of `fa eval`: with neither `knn` nor `linear`, both run.
@@ -163,6 +165,7 @@ pub fn train(args: &TrainArgs) -> Result<Outcome, CommandError> {
         max_steps: args.max_steps,
         skip_eval: args.no_eval,
         source: model_source(&cell.model),
+        tensorboard: !args.no_tensorboard,
     };
     crate::train::interrupt::install();
     let summary = crate::train::train(&valid, &options)
@@ -260,10 +263,23 @@ pub fn eval(args: &EvalArgs) -> Result<Outcome, CommandError> {
 }
 
 /// `fa export --backbone`: the encoder's weights under torchvision's names.
-pub fn export(run: &Path, backbone_out: &Path) -> Result<Outcome, CommandError> {
+pub fn export(
+    run: &Path,
+    backbone_out: &Path,
+    format: crate::export::ExportFormat,
+    encoder: crate::export::ExportEncoder,
+) -> Result<Outcome, CommandError> {
     let valid = load_run_model(&run_folder_of(run)?)?;
-    let names = crate::export::export_backbone(&valid, run, backbone_out)?;
-    eprintln!("wrote {} tensors to {}", names, backbone_out.display());
+    let names = crate::export::export_backbone_as(&valid, run, backbone_out, format, encoder)?;
+    let which = match encoder {
+        crate::export::ExportEncoder::Online => "online encoder",
+        crate::export::ExportEncoder::Target => "EMA target encoder",
+    };
+    eprintln!(
+        "wrote {names} tensors ({} layout, {which}) to {}",
+        format.name(),
+        backbone_out.display()
+    );
     Ok(Outcome::Success)
 }
 
@@ -339,7 +355,9 @@ pub fn augment(
 /// steps `anchor.1`, `anchor.2`, …; a lone `x = view(p)` is `x`.
 fn source_name(node: &str) -> &str {
     match node.rsplit_once('.') {
-        Some((branch, step)) if !step.is_empty() && step.bytes().all(|b| b.is_ascii_digit()) => branch,
+        Some((branch, step)) if !step.is_empty() && step.bytes().all(|b| b.is_ascii_digit()) => {
+            branch
+        }
         _ => node,
     }
 }

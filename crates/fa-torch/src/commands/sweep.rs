@@ -105,6 +105,7 @@ pub fn sweep(args: &SweepArgs) -> Result<Outcome, CommandError> {
                 max_steps: None,
                 skip_eval: false,
                 source,
+                tensorboard: true,
             };
             crate::train::interrupt::install();
             let summary = crate::train::train(&valid, &options).map_err(|error| {

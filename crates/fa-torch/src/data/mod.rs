@@ -23,7 +23,7 @@ mod preview;
 
 pub use augment::{to_tensor, Augmenter};
 pub use pipelines::{byol_pipelines, gaussian_kernel_size, CropBox};
-pub use preview::preview_grid;
+pub use preview::{preview_grid, preview_png};
 
 /// The environment variable naming the data root when `--data-root` is not given.
 pub const DATA_ROOT_ENV: &str = "FA_DATA_ROOT";

@@ -28,6 +28,26 @@ pub fn preview_grid(
     seed: u64,
     out: &Path,
 ) -> Result<(u32, u32), DataError> {
+    let (png, width, height) = preview_png(set, pipelines, out_channels, count, views, seed, out)?;
+    std::fs::write(out, png).map_err(|error| DataError::Write {
+        path: out.to_path_buf(),
+        reason: error.to_string(),
+    })?;
+    Ok((width, height))
+}
+
+/// The grid of [`preview_grid`] as PNG bytes with its width and height (the trainer puts it
+/// in TensorBoard's events file); `location` names the destination in errors.
+pub fn preview_png(
+    set: &ImageSet,
+    pipelines: &[(String, &Pipeline)],
+    out_channels: usize,
+    count: usize,
+    views: usize,
+    seed: u64,
+    location: &Path,
+) -> Result<(Vec<u8>, u32, u32), DataError> {
+    let out = location;
     let augmenters = pipelines
         .iter()
         .map(|(_, pipeline)| Augmenter::new(pipeline, out_channels))
@@ -101,11 +121,14 @@ pub fn preview_grid(
             }
         }
     }
-    canvas.save(out).map_err(|error| DataError::Write {
-        path: out.to_path_buf(),
-        reason: error.to_string(),
-    })?;
-    Ok((width, height))
+    let mut png = Vec::new();
+    canvas
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|error| DataError::Write {
+            path: out.to_path_buf(),
+            reason: error.to_string(),
+        })?;
+    Ok((png, width, height))
 }
 
 /// A `[C, S, S]` float image in `[0, 1]` as interleaved RGB bytes (grey replicated).

@@ -127,14 +127,37 @@ pub enum TrainError {
     #[diagnostic(code(fa::usage))]
     ExportOntoFolder { out: PathBuf },
     #[error("cannot write the export {}: it exists and is not a regular file (a device, a pipe or a link), which the export would replace", .out.display())]
-    #[diagnostic(code(fa::usage), help("give --backbone the path of a new file, or of a regular file to replace"))]
+    #[diagnostic(
+        code(fa::usage),
+        help("give --backbone the path of a new file, or of a regular file to replace")
+    )]
     ExportOntoSpecial { out: PathBuf },
+    #[error("cannot export `{backbone}` ({kind}) as a {format} ResNet: {reason}")]
+    #[diagnostic(
+        code(fa::usage),
+        help("export with --format state-dict for code that builds this backbone itself")
+    )]
+    ExportIncompatible {
+        backbone: String,
+        kind: String,
+        format: &'static str,
+        reason: String,
+    },
+    #[error("the model has no EMA target of its encoder `{backbone}`, so there is no target encoder to export")]
+    #[diagnostic(
+        code(fa::usage),
+        help("export the online encoder (--encoder online, the default); a target exists in models with `target NAME = ema(chain: [{backbone}, ...])`")
+    )]
+    ExportNoTarget { backbone: String },
     #[error("no tensor of the backbone `{backbone}` in {}", .path.display())]
     #[diagnostic(code(fa::train))]
     EmptyExport { backbone: String, path: PathBuf },
     #[error(transparent)]
     #[diagnostic(code(fa::train))]
     Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    #[diagnostic(code(fa::train))]
+    Events(#[from] crate::train::tensorboard::EventsError),
     #[error(transparent)]
     #[diagnostic(code(fa::train))]
     Precision(#[from] PrecisionError),

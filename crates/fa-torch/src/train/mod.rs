@@ -20,6 +20,7 @@ mod step;
 pub mod stored_model;
 mod summary;
 pub mod table;
+pub mod tensorboard;
 pub(crate) mod trainer;
 
 pub use describe::describe;

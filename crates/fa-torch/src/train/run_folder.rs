@@ -20,7 +20,13 @@ pub const LOCK_FILE: &str = ".lock";
 
 /// The files and folders whose presence makes a folder a run. A new run there is refused
 /// unless it resumes or overwrites.
-pub const ARTEFACTS: [&str; 4] = ["metrics.jsonl", "model.json", "summary.json", "checkpoints"];
+pub const ARTEFACTS: [&str; 5] = [
+    "metrics.jsonl",
+    "model.json",
+    "summary.json",
+    "checkpoints",
+    crate::train::tensorboard::EVENTS_FILE,
+];
 
 /// The exclusive ownership of a run folder; the lock is released when this is dropped or
 /// the process ends.

@@ -21,6 +21,7 @@ use crate::train::precision;
 use crate::train::progress::{LogFormat, Progress};
 use crate::train::resume::keep_metrics_up_to;
 use crate::train::run_folder::{self, RunLock};
+use crate::train::tensorboard::EventsWriter;
 use crate::train::{Summary, TrainError};
 use fa_base::random::{Key, Purpose};
 use fa_lang::ir::{Model, Precision};
@@ -43,6 +44,8 @@ pub struct TrainOptions {
     pub skip_eval: bool,
     /// The resolved model as JSON, stored in the run folder and in checkpoints.
     pub source: String,
+    /// Also write TensorBoard's events file (`fa train --no-tensorboard` turns it off).
+    pub tensorboard: bool,
 }
 
 /// The online model with everything it needs to take a step.
@@ -150,7 +153,9 @@ fn check_memory(valid: &ValidModel, device: Device) -> Result<(), TrainError> {
         return Ok(());
     };
     let estimate = fa_lang::plan::memory_estimate(valid);
-    let needed = estimate.device.saturating_add(estimate.dataset.unwrap_or(0));
+    let needed = estimate
+        .device
+        .saturating_add(estimate.dataset.unwrap_or(0));
     if needed > available {
         return Err(TrainError::NotEnoughMemory {
             needed: fa_lang::plan::human_bytes(needed),
@@ -163,7 +168,9 @@ fn check_memory(valid: &ValidModel, device: Device) -> Result<(), TrainError> {
 /// `MemAvailable` of /proc/meminfo, in bytes.
 fn available_memory() -> Option<usize> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|line| line.starts_with("MemAvailable:"))?;
+    let line = text
+        .lines()
+        .find(|line| line.starts_with("MemAvailable:"))?;
     let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
     kib.checked_mul(1024)
 }
@@ -268,6 +275,24 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
 
     let metrics_path = options.out.join("metrics.jsonl");
     let mut metrics = MetricsWriter::open(&metrics_path)?;
+    let mut events = if options.tensorboard {
+        let resumed = options.resume.then_some(step);
+        let mut events = EventsWriter::open(&options.out, resumed, geo.steps_per_epoch)?;
+        if resumed.is_none() {
+            augmentation_grid(valid, &train_set, &mut events)?;
+        }
+        Some(events)
+    } else {
+        None
+    };
+    // Every metrics record goes to the events file too.
+    let mut log = |record: &Record| -> Result<(), TrainError> {
+        metrics.write(record)?;
+        if let Some(events) = events.as_mut() {
+            events.record(record)?;
+        }
+        Ok(())
+    };
     let progress = Progress::new(options.log, geo.total_steps, step);
     let last_step = options
         .max_steps
@@ -341,7 +366,7 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
             nn_label_match: outcome.nn_match,
         };
         progress.step(&record);
-        metrics.write(&record)?;
+        log(&record)?;
 
         let epoch_done = step % geo.steps_per_epoch == 0;
         if epoch_done {
@@ -370,7 +395,7 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
                     progress.warn(&warning);
                 }
             }
-            metrics.write(&record)?;
+            log(&record)?;
             let every = model.train.checkpoint_every.max(1) as u64;
             if finished_epoch % every == 0 || step == geo.total_steps {
                 trainer.save(&options.out, step, geo, options)?;
@@ -415,7 +440,7 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
                 &mut summary,
             )?;
         }
-        metrics.write(&Record::Eval {
+        log(&Record::Eval {
             step: Some(step),
             random_init_linear_top1: None,
             knn_top1: summary.knn.map(|a| a.top1),
@@ -453,4 +478,32 @@ impl Trainer<'_> {
             augmenters: &self.augmenters,
         }
     }
+}
+
+/// Writes the augmentation grid (`fa augment`'s picture: four training images and two views
+/// of each pipeline) into the events file as the image `augmentation`, at step 0.
+fn augmentation_grid(
+    valid: &ValidModel,
+    train_set: &crate::data::ImageSet,
+    events: &mut EventsWriter,
+) -> Result<(), TrainError> {
+    let model = valid.model();
+    let pipelines: Vec<(String, &fa_lang::ir::Pipeline)> = model
+        .pipelines
+        .iter()
+        .map(|(name, pipeline)| (name.clone(), pipeline))
+        .collect();
+    if pipelines.is_empty() {
+        return Ok(());
+    }
+    let (png, width, height) = crate::data::preview_png(
+        train_set,
+        &pipelines,
+        model.data.channels,
+        4,
+        2,
+        model.train.seed,
+        events.path(),
+    )?;
+    Ok(events.image("augmentation", 0, &png, width, height)?)
 }
