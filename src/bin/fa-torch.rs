@@ -28,6 +28,9 @@ fn main() -> ExitCode {
             no_eval,
             cell,
             precision,
+            nproc,
+            sync_batch_norm,
+            dist_timeout,
         } => {
             if let Some(precision) = precision {
                 overrides.push(Override {
@@ -47,6 +50,9 @@ fn main() -> ExitCode {
                 max_steps,
                 no_eval,
                 cell,
+                nproc: nproc.map(|n| n as usize),
+                sync_batch_norm,
+                dist_timeout: std::time::Duration::from_secs(dist_timeout),
             })
         }
         Command::Eval {

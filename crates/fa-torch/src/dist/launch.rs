@@ -13,6 +13,9 @@ use super::{GroupOptions, Rendezvous};
 pub const RANK_VAR: &str = "FA_RANK";
 pub const WORLD_VAR: &str = "FA_WORLD_SIZE";
 pub const FILE_VAR: &str = "FA_RENDEZVOUS_FILE";
+/// A folder where each rank appends what it trained on per step (a diagnostic; the
+/// data-parallel tests read it).
+pub const TRACE_VAR: &str = "FA_DIST_TRACE";
 
 /// torchrun's default port, used by SLURM jobs that do not set MASTER_PORT.
 const DEFAULT_PORT: u16 = 29500;

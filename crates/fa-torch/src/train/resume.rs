@@ -169,6 +169,7 @@ pub fn load_network(
         augmenters: Vec::new(),
         seed: model.train.seed,
         autocast: false,
+        parallel: None,
     };
     let step = trainer.restore(&path, device, "", LogFormat::Quiet)?;
     Ok((trainer.vs, trainer.network, step))
