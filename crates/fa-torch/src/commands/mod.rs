@@ -144,7 +144,9 @@ pub fn train(args: &TrainArgs) -> Result<Outcome, CommandError> {
     let launch = crate::dist::Launch::from_env()?;
     // Ranks other than 0 compile quietly: rank 0 prints the diagnostics once.
     let compiled = match &launch {
-        Some(launch) if launch.rank != 0 => fa_lang::driver::compile_file(&args.file, &args.overrides).ok(),
+        Some(launch) if launch.rank != 0 => {
+            fa_lang::driver::compile_file(&args.file, &args.overrides).ok()
+        }
         _ => compile(&args.file, &args.overrides)?,
     };
     let Some(compiled) = compiled else {

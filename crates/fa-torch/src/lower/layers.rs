@@ -126,14 +126,21 @@ impl BatchNorm {
         let mut shape = vec![1i64; xs.dim()];
         shape[1] = channels;
         let count = (xs.numel() as i64 / channels) * sync.world() as i64;
+        // The ranks' rows summed by a product with ones rather than `sum`: the backward of
+        // the all-gather (a reduce-scatter) needs a contiguous gradient, and the gradient of
+        // `sum` is an expanded, non-contiguous view, where the product's is a fresh matrix.
+        let ones = Tensor::ones([1, sync.world() as i64], (xs.kind(), xs.device()));
         let global_sum = |local: Tensor| {
-            sync.gather_autograd(&local.unsqueeze(0))
-                .sum_dim_intlist([0i64].as_slice(), false, xs.kind())
+            ones.matmul(&sync.gather_autograd(&local.unsqueeze(0)))
+                .squeeze_dim(0)
         };
         let mean = global_sum(xs.sum_dim_intlist(dims.as_slice(), false, xs.kind())) / count as f64;
         let centred = xs - mean.view(shape.as_slice());
-        let var = global_sum(centred.square().sum_dim_intlist(dims.as_slice(), false, xs.kind()))
-            / count as f64;
+        let var = global_sum(
+            centred
+                .square()
+                .sum_dim_intlist(dims.as_slice(), false, xs.kind()),
+        ) / count as f64;
         tch::no_grad(|| {
             let unbiased = var.detach() * (count as f64 / (count - 1).max(1) as f64);
             let mut running_mean = self.running_mean.shallow_clone();

@@ -25,8 +25,7 @@ pub fn info_nce_rows(a: &Tensor, b: &Tensor, tau: f64, first_positive: i64) -> T
     let a = l2_normalize(&a.to_kind(Kind::Float));
     let b = l2_normalize(&b.to_kind(Kind::Float));
     let logits = a.matmul(&b.tr()) / tau;
-    let targets =
-        Tensor::arange(logits.size()[0], (Kind::Int64, logits.device())) + first_positive;
+    let targets = Tensor::arange(logits.size()[0], (Kind::Int64, logits.device())) + first_positive;
     logits.cross_entropy_for_logits(&targets)
 }
 

@@ -560,10 +560,7 @@ impl Network {
                             Some(parallel) => parallel.gather(&unit.detach()),
                             None => unit.detach(),
                         };
-                        global.index_select(
-                            0,
-                            &self.local_rows(fa::draw_other(rows, self.device)),
-                        )
+                        global.index_select(0, &self.local_rows(fa::draw_other(rows, self.device)))
                     }
                     MixupNoise::Gaussian { sigma, space } => {
                         let lambda = self.local_rows(fa::draw_lambda(rows, *alpha, self.device));

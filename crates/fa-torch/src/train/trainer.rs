@@ -541,16 +541,18 @@ fn train_prepared(
                 &mut summary,
             )?;
         }
-        if let Some(metrics) = &mut metrics { metrics.write(&Record::Eval {
-            step: Some(step),
-            random_init_linear_top1: None,
-            knn_top1: summary.knn.map(|a| a.top1),
-            knn_top5: summary.knn.map(|a| a.top5),
-            linear_top1: summary.linear.map(|a| a.top1),
-            linear_top5: summary.linear.map(|a| a.top5),
-            random_init_knn_top1: summary.random_init_knn.map(|a| a.top1),
-            pixels_knn_top1: summary.pixels_knn.map(|a| a.top1),
-        })?; }
+        if let Some(metrics) = &mut metrics {
+            metrics.write(&Record::Eval {
+                step: Some(step),
+                random_init_linear_top1: None,
+                knn_top1: summary.knn.map(|a| a.top1),
+                knn_top5: summary.knn.map(|a| a.top5),
+                linear_top1: summary.linear.map(|a| a.top1),
+                linear_top5: summary.linear.map(|a| a.top5),
+                random_init_knn_top1: summary.random_init_knn.map(|a| a.top1),
+                pixels_knn_top1: summary.pixels_knn.map(|a| a.top1),
+            })?;
+        }
     }
     summary.seconds = started.elapsed().as_secs_f64();
     if !leads {
@@ -565,9 +567,7 @@ fn train_prepared(
 /// Whether the run must stop at this step boundary, and by which signal: this process's
 /// request, or in a parallel job any rank's (one all-reduce per step, so every rank stops
 /// at the same step).
-fn stop_requested(
-    parallel: Option<&Parallel>,
-) -> Result<Option<(&'static str, i32)>, TrainError> {
+fn stop_requested(parallel: Option<&Parallel>) -> Result<Option<(&'static str, i32)>, TrainError> {
     let own = interrupt::requested();
     let Some(parallel) = parallel else {
         return Ok(own);
