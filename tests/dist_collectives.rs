@@ -3,8 +3,8 @@
 //! a 2022 snapshot, not the exact version the wheel was built from); failures come back as
 //! errors; the launchers' variables are read as documented.
 //!
-//! The parent test starts this test binary twice, as ranks 0 and 1, running the ignored
-//! `rank_worker` test, and checks both passed.
+//! The parent tests start this test binary twice, as ranks 0 and 1, running the ignored
+//! `rank_worker` test, and check both passed.
 
 mod support;
 
@@ -16,12 +16,12 @@ use fa_torch::dist::{DistError, GroupOptions, Launch, ProcessGroup, Rendezvous, 
 use tch::{Kind, Tensor};
 
 const RANK: &str = "FA_TEST_DIST_RANK";
-const FILE: &str = "FA_TEST_DIST_FILE";
+/// `file:PATH` or `tcp:PORT` (loopback).
+const STORE: &str = "FA_TEST_DIST_STORE";
 
-#[test]
-fn collectives_round_trip_between_two_processes() {
-    let folder = tempfile::tempdir().unwrap();
-    let file = folder.path().join("store");
+/// Starts the ignored `rank_worker` test twice, as ranks 0 and 1, with `store` set to
+/// the rendezvous each should use, and checks both passed.
+fn run_two_ranks(store: &str) {
     let binary = std::env::current_exe().unwrap();
     let children: Vec<_> = (0..2)
         .map(|rank| {
@@ -34,7 +34,7 @@ fn collectives_round_trip_between_two_processes() {
                     "--test-threads=1",
                 ])
                 .env(RANK, rank.to_string())
-                .env(FILE, &file)
+                .env(STORE, store)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -61,14 +61,41 @@ fn collectives_round_trip_between_two_processes() {
     );
 }
 
-/// One rank of [`collectives_round_trip_between_two_processes`].
+#[test]
+fn collectives_round_trip_between_two_processes() {
+    let folder = tempfile::tempdir().unwrap();
+    let file = folder.path().join("store");
+    run_two_ranks(&format!("file:{}", file.display()));
+}
+
+/// The same over a TCP store served by rank 0 on loopback (torchrun's and SLURM's way).
+#[test]
+fn collectives_round_trip_over_a_tcp_store() {
+    // A port the system just handed out and released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    run_two_ranks(&format!("tcp:{port}"));
+}
+
+/// One rank of the two-process tests above.
 #[test]
 #[ignore = "run by collectives_round_trip_between_two_processes as a rank"]
 fn rank_worker() {
     let rank: usize = std::env::var(RANK).unwrap().parse().unwrap();
     let world = 2;
     let group = ProcessGroup::new(&GroupOptions {
-        rendezvous: Rendezvous::File(std::env::var(FILE).unwrap().into()),
+        rendezvous: match std::env::var(STORE).unwrap().split_once(':') {
+            Some(("file", path)) => Rendezvous::File(path.into()),
+            Some(("tcp", port)) => Rendezvous::Tcp {
+                host: "127.0.0.1".into(),
+                port: port.parse().unwrap(),
+                launcher_serves: false,
+            },
+            other => panic!("unknown store {other:?}"),
+        },
         rank,
         world,
         timeout: Duration::from_secs(60),
@@ -239,9 +266,22 @@ fn launchers_are_read_from_their_variables() {
         launch.rendezvous,
         Rendezvous::Tcp {
             host: "node7".into(),
-            port: 29400
+            port: 29400,
+            launcher_serves: false,
         }
     );
+
+    // Under torchrun's agent store every rank is a client of the store the agent serves.
+    let mut agent = torchrun.to_vec();
+    agent.push(("TORCHELASTIC_USE_AGENT_STORE", "True"));
+    let launch = Launch::from_vars(vars(&agent)).unwrap().unwrap();
+    assert!(matches!(
+        launch.rendezvous,
+        Rendezvous::Tcp {
+            launcher_serves: true,
+            ..
+        }
+    ));
 
     let slurm = [
         ("SLURM_PROCID", "5"),
@@ -257,7 +297,8 @@ fn launchers_are_read_from_their_variables() {
         launch.rendezvous,
         Rendezvous::Tcp {
             host: "gpu03".into(),
-            port: 29500
+            port: 29500,
+            launcher_serves: false,
         }
     );
     // A batch script (no job step) is not a rank.

@@ -76,7 +76,7 @@ fn wait_with_limit(mut child: Child, limit: Duration, what: &str) -> Output {
 }
 
 fn train(file: &str, sets: &[&str], out: &Path, extra: &[&str], trace: Option<&Path>) -> Output {
-    let mut args = vec!["train", file, "--no-eval", "--log-format", "quiet"];
+    let mut args = vec!["train", file, "--no-eval", "--log-format", "plain"];
     args.extend(["--out", support::process::path_text(out)]);
     for set in sets {
         args.extend(["--set", set]);
@@ -96,6 +96,32 @@ fn checkpoint(run: &Path, step: u64) -> Vec<(String, Tensor)> {
         .unwrap_or_else(|error| panic!("{} loads: {error}", path.display()));
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
     tensors
+}
+
+/// Every tensor of the two runs' checkpoints at `step` agrees: floating-point ones within
+/// [`TOLERANCE`] of their scale, integer ones exactly.
+fn assert_same_checkpoints(first: &Path, second: &Path, step: u64, what: &str) {
+    let (a, b) = (checkpoint(first, step), checkpoint(second, step));
+    assert_eq!(
+        a.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        b.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        "the checkpoints hold the same tensors"
+    );
+    for ((name, x), (_, y)) in a.iter().zip(&b) {
+        if x.is_floating_point() {
+            let scale = 1.0 + y.abs().max().double_value(&[]);
+            let difference = (x.to_kind(Kind::Double) - y.to_kind(Kind::Double))
+                .abs()
+                .max()
+                .double_value(&[]);
+            assert!(
+                difference <= TOLERANCE * scale,
+                "{what}: {name} differs by {difference:e} (scale {scale})"
+            );
+        } else {
+            assert!(x.equal(y), "{what}: {name} differs");
+        }
+    }
 }
 
 /// One trace line of a rank: the step, the samples it trained on, its local gradient norm.
@@ -152,27 +178,7 @@ fn two_processes_match_one(
     train(file, sets, &two, &parallel, Some(&traces));
     train(file, sets, &one, &limit, None);
 
-    let (a, b) = (checkpoint(&two, steps), checkpoint(&one, steps));
-    assert_eq!(
-        a.iter().map(|(n, _)| n).collect::<Vec<_>>(),
-        b.iter().map(|(n, _)| n).collect::<Vec<_>>(),
-        "the checkpoints hold the same tensors"
-    );
-    for ((name, x), (_, y)) in a.iter().zip(&b) {
-        if x.is_floating_point() {
-            let scale = 1.0 + y.abs().max().double_value(&[]);
-            let difference = (x.to_kind(Kind::Double) - y.to_kind(Kind::Double))
-                .abs()
-                .max()
-                .double_value(&[]);
-            assert!(
-                difference <= TOLERANCE * scale,
-                "{file}: {name} differs by {difference:e} (scale {scale})"
-            );
-        } else {
-            assert!(x.equal(y), "{file}: {name} differs");
-        }
-    }
+    assert_same_checkpoints(&two, &one, steps, file);
 
     // The data order one process follows: the epoch's permutation, consecutive global
     // batches of `batch × accumulate`; rank r takes the r-th half of each micro-batch.
@@ -240,6 +246,31 @@ fn byol_with_ema_lars_and_accumulation_matches_one_process() {
         32,
         2,
     );
+}
+
+/// A run trained on two processes continues on one, says so, and ends where one process
+/// alone ends.
+#[test]
+fn a_two_process_run_resumes_on_one_process() {
+    let _serial = serial();
+    let folder = tempfile::tempdir().unwrap();
+    let (resumed, one) = (folder.path().join("resumed"), folder.path().join("one"));
+    let file = "tests/train/tiny_byol.fa";
+    train(
+        file,
+        &[],
+        &resumed,
+        &["--max-steps", "4", "--nproc", "2", "--sync-batch-norm"],
+        None,
+    );
+    let output = train(file, &[], &resumed, &["--max-steps", "8", "--resume"], None);
+    let stderr = support::process::stderr(&output);
+    assert!(
+        stderr.contains("written by a run on 2 process(es); continuing on 1"),
+        "{stderr}"
+    );
+    train(file, &[], &one, &["--max-steps", "8"], None);
+    assert_same_checkpoints(&resumed, &one, 8, "resumed on another world size");
 }
 
 /// The process ids of the ranks `pid` started, by rank.

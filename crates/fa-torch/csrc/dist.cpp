@@ -17,6 +17,7 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <chrono>
+#include <cstdlib>
 #include <exception>
 #include <string>
 #include <vector>
@@ -55,9 +56,11 @@ extern "C" {
 const char* fa_dist_last_error() { return last_error.c_str(); }
 
 // Creates a Gloo process group and registers it under `name` for the functional collectives.
-// `store_kind` 0: FileStore at `location`; 1: TCPStore at `location`:`port`, served by rank 0.
-// `hostname`: the address Gloo binds to; empty for libtorch's default (this host's name, else
-// loopback). `timeout_ms` bounds the rendezvous and every collective. Null on failure.
+// `store_kind` 0: FileStore at `location`; 1: TCPStore at `location`:`port`, served by rank 0;
+// 2: the same store served by the launcher (torchrun's agent), every rank a client.
+// `hostname`: the address Gloo binds to; empty for the interface named by GLOO_SOCKET_IFNAME
+// when set, else libtorch's default (this host's name, else loopback). `timeout_ms` bounds
+// the rendezvous and every collective. Null on failure.
 void* fa_dist_new_gloo(int store_kind, const char* location, int port, int rank, int world,
                        int64_t timeout_ms, const char* hostname, const char* name) {
   Group* made = nullptr;
@@ -69,7 +72,8 @@ void* fa_dist_new_gloo(int store_kind, const char* location, int port, int rank,
     } else {
       c10d::TCPStoreOptions options;
       options.port = static_cast<std::uint16_t>(port);
-      options.isServer = rank == 0;
+      options.isServer = store_kind == 1 && rank == 0;
+      options.multiTenant = store_kind == 1;
       options.numWorkers = world;
       options.timeout = timeout;
       store = c10::make_intrusive<c10d::TCPStore>(std::string(location), options);
@@ -78,9 +82,14 @@ void* fa_dist_new_gloo(int store_kind, const char* location, int port, int rank,
     auto prefixed = c10::make_intrusive<c10d::PrefixStore>(std::string(name), store);
     auto options = c10d::ProcessGroupGloo::Options::create(timeout);
     std::string host(hostname);
-    options->devices.push_back(host.empty()
-                                   ? c10d::ProcessGroupGloo::createDefaultDevice()
-                                   : c10d::ProcessGroupGloo::createDeviceForHostname(host));
+    const char* interface = std::getenv("GLOO_SOCKET_IFNAME");
+    if (!host.empty()) {
+      options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(host));
+    } else if (interface != nullptr && *interface != 0) {
+      options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(interface));
+    } else {
+      options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+    }
     options->threads = 1;
     auto backend = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, rank, world, options);
     auto group = c10::make_intrusive<c10d::ProcessGroup>(prefixed, rank, world);

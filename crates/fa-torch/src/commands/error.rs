@@ -85,6 +85,13 @@ pub enum CommandError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Dist(#[from] crate::dist::DistError),
+    /// Data-parallel training on a GPU needs the NCCL backend, which this fa does not build.
+    #[error("data-parallel training runs on the CPU only (Gloo); {device} needs NCCL, which this fa does not build yet")]
+    #[diagnostic(
+        code(fa::usage),
+        help("train with --device cpu, or on one process (docs/distributed.md, Not yet)")
+    )]
+    ParallelNeedsCpu { device: String },
     /// The local ranks ended together with rank 0's exit code, which is the command's.
     #[error("the ranks stopped; rank 0 exited with code {code} (its message is above)")]
     #[diagnostic(code(fa::train))]

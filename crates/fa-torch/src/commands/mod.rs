@@ -61,9 +61,10 @@ fn compile(file: &Path, overrides: &[Override]) -> Result<Option<Compiled>, Comm
     })
 }
 
-/// `fa doctor`: the libtorch in use and the devices it sees.
+/// `fa doctor`: the libtorch in use, the devices it sees and the distributed backends.
 pub fn doctor() -> Result<Outcome, CommandError> {
     println!("{}", crate::lower::doctor().trim_end());
+    println!("{}", crate::dist::doctor());
     Ok(Outcome::Success)
 }
 
@@ -152,6 +153,15 @@ pub fn train(args: &TrainArgs) -> Result<Outcome, CommandError> {
     let Some(compiled) = compiled else {
         return Ok(Outcome::Failed);
     };
+    let parallel = launch.is_some() || args.nproc.is_some_and(|n| n > 1);
+    if parallel {
+        let device = device(&args.device)?;
+        if device != Device::Cpu {
+            return Err(CommandError::ParallelNeedsCpu {
+                device: format!("{device:?}"),
+            });
+        }
+    }
     if let (None, Some(nproc)) = (&launch, args.nproc.filter(|&n| n > 1)) {
         // The supervisor: the same command, once per rank, after the file has compiled.
         pick_cell(compiled.cells, args.cell.as_deref())?;
@@ -200,7 +210,12 @@ pub fn train(args: &TrainArgs) -> Result<Outcome, CommandError> {
     };
     crate::train::interrupt::install();
     let summary = match &launch {
-        None => crate::train::train(&valid, &options),
+        None => {
+            if args.sync_batch_norm && args.log != LogFormat::Quiet {
+                eprintln!("note: --sync-batch-norm has no effect on one process");
+            }
+            crate::train::train(&valid, &options)
+        }
         Some(launch) => {
             if launch.launcher == crate::dist::launch::Launcher::Local && device == Device::Cpu {
                 // The local ranks share this machine's cores.

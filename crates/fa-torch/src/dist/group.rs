@@ -39,9 +39,14 @@ extern "C" {
 pub enum Rendezvous {
     /// A file every rank can reach (one machine, or a shared file system): tests and `--nproc`.
     File(PathBuf),
-    /// A TCP store served by rank 0 at this address and port (torchrun's MASTER_ADDR and
-    /// MASTER_PORT).
-    Tcp { host: String, port: u16 },
+    /// A TCP store at this address and port (torchrun's MASTER_ADDR and MASTER_PORT),
+    /// served by rank 0, or by the launcher when `launcher_serves` (torchrun's agent store,
+    /// `TORCHELASTIC_USE_AGENT_STORE=True`), every rank then being a client.
+    Tcp {
+        host: String,
+        port: u16,
+        launcher_serves: bool,
+    },
 }
 
 /// How to form a group: the rendezvous, this process's rank, the number of ranks, and how
@@ -108,7 +113,15 @@ impl ProcessGroup {
         }
         let (kind, location, port) = match &options.rendezvous {
             Rendezvous::File(path) => (0, path.to_string_lossy().into_owned(), 0),
-            Rendezvous::Tcp { host, port } => (1, host.clone(), i32::from(*port)),
+            Rendezvous::Tcp {
+                host,
+                port,
+                launcher_serves,
+            } => (
+                if *launcher_serves { 2 } else { 1 },
+                host.clone(),
+                i32::from(*port),
+            ),
         };
         let text = |value: &str| {
             CString::new(value).map_err(|_| DistError::Nul {

@@ -133,6 +133,8 @@ impl Launch {
                 rendezvous: Rendezvous::Tcp {
                     host,
                     port: number("MASTER_PORT", &port)?.min(u16::MAX as usize) as u16,
+                    // torchrun's agent already serves a store there (as torch's env://).
+                    launcher_serves: var("TORCHELASTIC_USE_AGENT_STORE").as_deref() == Some("True"),
                 },
             }
         } else if let (Some(rank), Some(world), true) = (
@@ -163,7 +165,11 @@ impl Launch {
                     Some(value) => number("SLURM_LOCALID", &value)?,
                     None => 0,
                 },
-                rendezvous: Rendezvous::Tcp { host, port },
+                rendezvous: Rendezvous::Tcp {
+                    host,
+                    port,
+                    launcher_serves: false,
+                },
             }
         } else {
             return Ok(None);

@@ -40,3 +40,34 @@ pub enum DistError {
     #[diagnostic(code(fa::usage))]
     Nul { value: String },
 }
+
+/// `fa doctor`'s lines on the distributed backends: Gloo checked by forming a one-rank group
+/// and all-reducing through it, NCCL said to be missing from this build.
+pub fn doctor() -> String {
+    let folder = std::env::temp_dir().join(format!("fa-doctor-{}", std::process::id()));
+    let gloo = ProcessGroup::new(&GroupOptions {
+        rendezvous: Rendezvous::File(folder.clone()),
+        rank: 0,
+        world: 1,
+        timeout: std::time::Duration::from_secs(10),
+        bind: Some("127.0.0.1".into()),
+    })
+    .and_then(|group| {
+        let value = tch::Tensor::from_slice(&[1.0f32]);
+        group.all_reduce_sum(&value)?;
+        Ok(())
+    });
+    let _ = std::fs::remove_file(&folder);
+    let gloo = match gloo {
+        Ok(()) => {
+            "available (a one-rank group formed and all-reduced; fa train --nproc, torchrun, srun)"
+                .to_string()
+        }
+        Err(error) => format!("not working: {error}"),
+    };
+    [
+        format!("gloo (CPU):        {gloo}"),
+        "nccl (CUDA):       not built into this fa: its shim compiles c10d's Gloo backend only (docs/distributed.md, Not yet)".to_string(),
+    ]
+    .join("\n")
+}
