@@ -121,7 +121,8 @@ pub enum Command {
         /// (docs/distributed.md).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
         nproc: Option<u64>,
-        /// With several processes, normalise batch norm with the global batch's statistics.
+        /// With several processes, normalise batch norm with the global batch's statistics
+        /// (as `train { sync_batch_norm: true }`).
         #[arg(long)]
         sync_batch_norm: bool,
         /// Seconds a process waits for the others (rendezvous and each collective) before

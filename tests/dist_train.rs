@@ -256,12 +256,18 @@ fn a_two_process_run_resumes_on_one_process() {
     let folder = tempfile::tempdir().unwrap();
     let (resumed, one) = (folder.path().join("resumed"), folder.path().join("one"));
     let file = "tests/train/tiny_byol.fa";
-    train(
+    // Sync batch norm from the file's settings this time, rather than the flag.
+    let first = train(
         file,
-        &[],
+        &["train.sync_batch_norm=true"],
         &resumed,
-        &["--max-steps", "4", "--nproc", "2", "--sync-batch-norm"],
+        &["--max-steps", "4", "--nproc", "2"],
         None,
+    );
+    let stderr = support::process::stderr(&first);
+    assert!(
+        stderr.contains("each rank takes 16 of the global batch of 32; sync batch norm on"),
+        "fa train says sync batch norm is on: {stderr}"
     );
     let output = train(file, &[], &resumed, &["--max-steps", "8", "--resume"], None);
     let stderr = support::process::stderr(&output);

@@ -225,7 +225,7 @@ pub fn train(args: &TrainArgs) -> Result<Outcome, CommandError> {
             let group = crate::dist::ProcessGroup::new(&launch.group_options(args.dist_timeout))?;
             let parallel = crate::train::Parallel {
                 collectives: crate::dist::Collectives::new(group),
-                sync_batch_norm: args.sync_batch_norm,
+                sync_batch_norm: args.sync_batch_norm || valid.model().train.sync_batch_norm,
                 trace: std::env::var_os(crate::dist::launch::TRACE_VAR).map(PathBuf::from),
             };
             crate::train::train_parallel(&valid, &options, &parallel)
