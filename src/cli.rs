@@ -137,6 +137,19 @@ pub enum Command {
         /// forward pass on CUDA; the CPU trains in float32).
         #[arg(long)]
         precision: Option<String>,
+        /// Train data-parallel on N local processes (Gloo); data.batch stays the global
+        /// batch. Jobs started by torchrun or srun are joined without it
+        /// (docs/distributed.md).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        nproc: Option<u64>,
+        /// With several processes, normalise batch norm with the global batch's statistics
+        /// (as `train { sync_batch_norm: true }`).
+        #[arg(long)]
+        sync_batch_norm: bool,
+        /// Seconds a process waits for the others (rendezvous and each collective) before
+        /// the job fails.
+        #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+        dist_timeout: u64,
     },
     /// Evaluate a run's latest checkpoint (or a checkpoint file).
     Eval {

@@ -20,6 +20,7 @@ fn meta(step: u64) -> CheckpointMeta {
         seed: 7,
         source: "model tiny { }\n".to_string(),
         fingerprint: fingerprint(&[("encoder.weight".to_string(), vec![4, 3])]),
+        extra: BTreeMap::from([("world_size".to_string(), serde_json::json!(2))]),
     }
 }
 

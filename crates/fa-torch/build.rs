@@ -57,20 +57,30 @@ fn commit() -> String {
     }
 }
 
-/// Compiles `csrc/autocast.cpp`, which sets the CUDA autocast dtype (bfloat16) that tch does
-/// not expose.
+/// Compiles the C++ shim: `csrc/autocast.cpp`, which sets the CUDA autocast dtype (bfloat16)
+/// that tch does not expose, and `csrc/dist.cpp`, c10d's Gloo process group and collectives
+/// (`src/dist/`). The wheel lacks Gloo's own headers, which c10d's Gloo header includes;
+/// Debian's `libgloo-dev` provides them (`./dev` installs it).
 fn compile_shim(lib: &str) {
     println!("cargo:rerun-if-changed=csrc/autocast.cpp");
+    println!("cargo:rerun-if-changed=csrc/dist.cpp");
     let root = std::path::Path::new(lib)
         .parent()
         .expect("libtorch's lib folder has a parent");
+    if !std::path::Path::new("/usr/include/gloo/algorithm.h").exists() {
+        println!(
+            "cargo:warning=Gloo's headers are missing (/usr/include/gloo): run ./dev, or apt-get install libgloo-dev"
+        );
+    }
     cc::Build::new()
         .cpp(true)
         .file("csrc/autocast.cpp")
+        .file("csrc/dist.cpp")
         .include(root.join("include"))
         .include(root.join("include/torch/csrc/api/include"))
         .flag("-std=c++17")
         .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
+        .define("USE_C10D_GLOO", None)
         .warnings(false)
-        .compile("fa_autocast");
+        .compile("fa_shim");
 }

@@ -30,6 +30,9 @@ fn main() -> ExitCode {
             cell,
             no_tensorboard,
             precision,
+            nproc,
+            sync_batch_norm,
+            dist_timeout,
         } => {
             if let Some(precision) = precision {
                 overrides.push(Override {
@@ -50,6 +53,9 @@ fn main() -> ExitCode {
                 no_eval,
                 cell,
                 no_tensorboard,
+                nproc: nproc.map(|n| n as usize),
+                sync_batch_norm,
+                dist_timeout: std::time::Duration::from_secs(dist_timeout),
             })
         }
         Command::Eval {

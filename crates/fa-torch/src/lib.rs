@@ -9,6 +9,7 @@
 
 pub mod commands;
 pub mod data;
+pub mod dist;
 pub mod eval;
 pub mod export;
 pub mod lower;

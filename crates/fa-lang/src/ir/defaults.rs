@@ -94,6 +94,7 @@ impl Default for TrainConfig {
             checkpoint_every: 10,
             knn_every: 0,
             keep_checkpoints: 3,
+            sync_batch_norm: false,
             span: Span::default(),
         }
     }

@@ -469,6 +469,10 @@ pub struct TrainConfig {
     /// How many of the latest checkpoints a run keeps (at least 1); older ones are removed.
     #[serde(default = "defaults::keep_checkpoints")]
     pub keep_checkpoints: usize,
+    /// In a data-parallel job, batch norm normalises with the global batch's statistics
+    /// (`fa train --sync-batch-norm` turns it on as well).
+    #[serde(default)]
+    pub sync_batch_norm: bool,
     pub span: Span,
 }
 

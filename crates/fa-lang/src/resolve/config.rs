@@ -397,6 +397,7 @@ pub fn train(record: Option<&Record>, fallback: Span, diags: &mut Vec<Diagnostic
     let checkpoint_every = p.usize("checkpoint_every", defaults.checkpoint_every, 1, diags);
     let knn_every = p.usize("knn_every", defaults.knn_every, 0, diags);
     let keep_checkpoints = p.usize("keep_checkpoints", defaults.keep_checkpoints, 1, diags);
+    let sync_batch_norm = p.bool("sync_batch_norm", defaults.sync_batch_norm, diags);
     let span = p.span;
     p.finish(diags);
     TrainConfig {
@@ -406,6 +407,7 @@ pub fn train(record: Option<&Record>, fallback: Span, diags: &mut Vec<Diagnostic
         checkpoint_every,
         knn_every,
         keep_checkpoints,
+        sync_batch_norm,
         span,
     }
 }

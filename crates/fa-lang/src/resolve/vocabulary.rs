@@ -215,6 +215,7 @@ pub const SECTIONS: Vocabulary = Vocabulary(&[
             "checkpoint_every",
             "knn_every",
             "keep_checkpoints",
+            "sync_batch_norm",
         ],
         "the training run",
     ),

@@ -83,6 +83,25 @@ pub enum CommandError {
     #[error("no model")]
     #[diagnostic(code(fa::train))]
     NoModel,
+    /// Starting the ranks of `--nproc`, or one of them failing.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Launch(#[from] crate::dist::LaunchError),
+    /// Joining the process group of a data-parallel job.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Dist(#[from] crate::dist::DistError),
+    /// Data-parallel training on a GPU needs the NCCL backend, which this fa does not build.
+    #[error("data-parallel training runs on the CPU only (Gloo); {device} needs NCCL, which this fa does not build yet")]
+    #[diagnostic(
+        code(fa::usage),
+        help("train with --device cpu, or on one process (docs/distributed.md, Not yet)")
+    )]
+    ParallelNeedsCpu { device: String },
+    /// The local ranks ended together with rank 0's exit code, which is the command's.
+    #[error("the ranks stopped; rank 0 exited with code {code} (its message is above)")]
+    #[diagnostic(code(fa::train))]
+    RanksExited { code: u8 },
     /// Reading the preview images or drawing the grid of `fa augment`.
     #[error(transparent)]
     #[diagnostic(code(fa::train))]
@@ -116,6 +135,9 @@ impl CommandError {
     pub fn exit_code(&self) -> u8 {
         if let CommandError::Interrupted { number, .. } = self {
             return (128 + number).clamp(1, 255) as u8;
+        }
+        if let CommandError::RanksExited { code } = self {
+            return *code;
         }
         match miette::Diagnostic::code(self) {
             Some(code) if code.to_string() == "fa::train" => 1,

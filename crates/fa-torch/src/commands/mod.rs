@@ -37,6 +37,12 @@ pub struct TrainArgs {
     pub cell: Option<String>,
     /// Do not write TensorBoard's events file.
     pub no_tensorboard: bool,
+    /// Start this many local ranks of a data-parallel job (`--nproc`).
+    pub nproc: Option<usize>,
+    /// Batch norm with the global batch's statistics in a data-parallel job.
+    pub sync_batch_norm: bool,
+    /// How long a rank waits for the others at the rendezvous or in a collective.
+    pub dist_timeout: std::time::Duration,
 }
 
 /// The flags of `fa eval`: with neither `knn` nor `linear`, both run.
@@ -57,9 +63,10 @@ fn compile(file: &Path, overrides: &[Override]) -> Result<Option<Compiled>, Comm
     })
 }
 
-/// `fa doctor`: the libtorch in use and the devices it sees.
+/// `fa doctor`: the libtorch in use, the devices it sees and the distributed backends.
 pub fn doctor() -> Result<Outcome, CommandError> {
     println!("{}", crate::lower::doctor().trim_end());
+    println!("{}", crate::dist::doctor());
     Ok(Outcome::Success)
 }
 
@@ -137,16 +144,53 @@ fn model_source(model: &Model) -> String {
 
 /// `fa train`: compile, train, evaluate, print the summary.
 pub fn train(args: &TrainArgs) -> Result<Outcome, CommandError> {
-    let Some(compiled) = compile(&args.file, &args.overrides)? else {
+    let launch = crate::dist::Launch::from_env()?;
+    // Ranks other than 0 compile quietly: rank 0 prints the diagnostics once.
+    let compiled = match &launch {
+        Some(launch) if launch.rank != 0 => {
+            fa_lang::driver::compile_file(&args.file, &args.overrides).ok()
+        }
+        _ => compile(&args.file, &args.overrides)?,
+    };
+    let Some(compiled) = compiled else {
         return Ok(Outcome::Failed);
     };
+    let parallel = launch.is_some() || args.nproc.is_some_and(|n| n > 1);
+    if parallel {
+        let device = device(&args.device)?;
+        if device != Device::Cpu {
+            return Err(CommandError::ParallelNeedsCpu {
+                device: format!("{device:?}"),
+            });
+        }
+    }
+    if let (None, Some(nproc)) = (&launch, args.nproc.filter(|&n| n > 1)) {
+        // The supervisor: the same command, once per rank, after the file has compiled.
+        pick_cell(compiled.cells, args.cell.as_deref())?;
+        crate::train::interrupt::install();
+        let program = std::env::current_exe().map_err(|source| CommandError::Io {
+            path: PathBuf::from("/proc/self/exe"),
+            source,
+        })?;
+        let arguments: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+        let code = crate::dist::launch::run_local(nproc, &program, &arguments, || {
+            crate::train::interrupt::requested().is_some()
+        })?;
+        return match code {
+            0 => Ok(Outcome::Success),
+            code => Err(CommandError::RanksExited {
+                code: code.clamp(1, 255) as u8,
+            }),
+        };
+    }
+    let leads = launch.as_ref().is_none_or(|launch| launch.rank == 0);
     let (cell, valid) = pick_cell(compiled.cells, args.cell.as_deref())?;
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(folder_name(&cell.name)));
     let device = device(&args.device)?;
-    if args.log != LogFormat::Quiet && args.log != LogFormat::Json {
+    if leads && args.log != LogFormat::Quiet && args.log != LogFormat::Json {
         eprintln!(
             "training {} on {:?} into {}",
             cell.name,
@@ -168,8 +212,32 @@ pub fn train(args: &TrainArgs) -> Result<Outcome, CommandError> {
         tensorboard: !args.no_tensorboard,
     };
     crate::train::interrupt::install();
-    let summary = crate::train::train(&valid, &options)
-        .map_err(|error| error::with_resume_command(error, || error::resume_command_line(true)))?;
+    let summary = match &launch {
+        None => {
+            if args.sync_batch_norm && args.log != LogFormat::Quiet {
+                eprintln!("note: --sync-batch-norm has no effect on one process");
+            }
+            crate::train::train(&valid, &options)
+        }
+        Some(launch) => {
+            if launch.launcher == crate::dist::launch::Launcher::Local && device == Device::Cpu {
+                // The local ranks share this machine's cores.
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                tch::set_num_threads((cores / launch.world).max(1) as i32);
+            }
+            let group = crate::dist::ProcessGroup::new(&launch.group_options(args.dist_timeout))?;
+            let parallel = crate::train::Parallel {
+                collectives: crate::dist::Collectives::new(group),
+                sync_batch_norm: args.sync_batch_norm || valid.model().train.sync_batch_norm,
+                trace: std::env::var_os(crate::dist::launch::TRACE_VAR).map(PathBuf::from),
+            };
+            crate::train::train_parallel(&valid, &options, &parallel)
+        }
+    }
+    .map_err(|error| error::with_resume_command(error, || error::resume_command_line(true)))?;
+    if !leads {
+        return Ok(Outcome::Success);
+    }
     if args.log == LogFormat::Json {
         let mut value = serde_json::to_value(&summary).expect("summaries serialise");
         value["kind"] = "summary".into();

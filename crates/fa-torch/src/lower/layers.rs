@@ -6,6 +6,7 @@
 
 use tch::{nn, Device, Kind, Tensor};
 
+use crate::dist::Collectives;
 use crate::lower::LowerError;
 use fa_lang::ir::{FeatureShape, ModuleKind, Norm, Stem};
 use fa_lang::plan::{mlp_layer_has_norm, resnet_layout, ResidualBlock};
@@ -20,6 +21,9 @@ pub(crate) struct Registry {
     pub trainable: bool,
     pub device: Device,
     pub tensors: Vec<(Tensor, bool)>,
+    /// The process group whose global batch statistics batch norm uses (sync batch norm);
+    /// `None` normalises each process's batch on its own.
+    pub sync: Option<Collectives>,
 }
 
 impl Registry {
@@ -28,6 +32,7 @@ impl Registry {
             trainable,
             device,
             tensors: Vec::new(),
+            sync: None,
         }
     }
 
@@ -58,6 +63,8 @@ pub struct BatchNorm {
     /// Kept only so that a state dict loads into torchvision strictly; the fixed momentum
     /// means PyTorch never reads it either.
     num_batches_tracked: Tensor,
+    /// Sync batch norm: training statistics over the global batch of every rank.
+    sync: Option<Collectives>,
 }
 
 impl BatchNorm {
@@ -74,6 +81,7 @@ impl BatchNorm {
                 "num_batches_tracked",
                 Tensor::zeros([] as [i64; 0], (Kind::Int64, registry.device)),
             ),
+            sync: registry.sync.clone(),
         }
     }
 
@@ -85,6 +93,9 @@ impl BatchNorm {
             tch::no_grad(|| {
                 let _ = self.num_batches_tracked.shallow_clone().g_add_scalar_(1);
             });
+            if let Some(sync) = &self.sync {
+                return self.forward_synced(xs, sync);
+            }
         }
         xs.batch_norm(
             Some(&self.weight),
@@ -96,6 +107,51 @@ impl BatchNorm {
             BN_EPS,
             true,
         )
+    }
+}
+
+impl BatchNorm {
+    /// Training-mode batch norm with the statistics of the global batch: each rank's
+    /// per-channel sums go through the autograd all-gather, so the gradient of every rank's
+    /// loss reaches every rank's inputs through the shared mean and variance, as one process
+    /// with the whole batch computes it. Two passes (the mean, then the squared deviations
+    /// from it) keep the variance as accurate as libtorch's own kernel; the running variance
+    /// takes the unbiased estimate over the global count, as `torch.nn.SyncBatchNorm` does.
+    ///
+    /// # Shapes
+    /// `[N, C]` or `[N, C, H, W]` to the same shape; every rank has the same N.
+    fn forward_synced(&self, xs: &Tensor, sync: &Collectives) -> Tensor {
+        let channels = xs.size()[1];
+        let dims: Vec<i64> = (0..xs.dim() as i64).filter(|&d| d != 1).collect();
+        let mut shape = vec![1i64; xs.dim()];
+        shape[1] = channels;
+        let count = (xs.numel() as i64 / channels) * sync.world() as i64;
+        // The ranks' rows summed by a product with ones rather than `sum`: the backward of
+        // the all-gather (a reduce-scatter) needs a contiguous gradient, and the gradient of
+        // `sum` is an expanded, non-contiguous view, where the product's is a fresh matrix.
+        let ones = Tensor::ones([1, sync.world() as i64], (xs.kind(), xs.device()));
+        let global_sum = |local: Tensor| {
+            ones.matmul(&sync.gather_autograd(&local.unsqueeze(0)))
+                .squeeze_dim(0)
+        };
+        let mean = global_sum(xs.sum_dim_intlist(dims.as_slice(), false, xs.kind())) / count as f64;
+        let centred = xs - mean.view(shape.as_slice());
+        let var = global_sum(
+            centred
+                .square()
+                .sum_dim_intlist(dims.as_slice(), false, xs.kind()),
+        ) / count as f64;
+        tch::no_grad(|| {
+            let unbiased = var.detach() * (count as f64 / (count - 1).max(1) as f64);
+            let mut running_mean = self.running_mean.shallow_clone();
+            let _ = running_mean.g_mul_scalar_(1.0 - BN_MOMENTUM);
+            let _ = running_mean.g_add_(&(mean.detach() * BN_MOMENTUM));
+            let mut running_var = self.running_var.shallow_clone();
+            let _ = running_var.g_mul_scalar_(1.0 - BN_MOMENTUM);
+            let _ = running_var.g_add_(&(unbiased * BN_MOMENTUM));
+        });
+        centred * (var + BN_EPS).rsqrt().view(shape.as_slice()) * self.weight.view(shape.as_slice())
+            + self.bias.view(shape.as_slice())
     }
 }
 

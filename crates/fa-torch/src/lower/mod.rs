@@ -26,6 +26,7 @@ use fa_lang::plan::{bank_of, bank_path, module_inputs, path_component};
 
 use fa_lang::valid::ValidModel;
 
+use crate::dist::Collectives;
 pub use doctor::{doctor, parse_device};
 use ema::Target;
 pub use error::LowerError;
@@ -59,6 +60,10 @@ pub struct Network {
     backbone: String,
     /// The nodes a symmetric term depends on: evaluated again with the views exchanged.
     symmetric_nodes: BTreeSet<NodeId>,
+    /// The process group when this network is one rank of a data-parallel job: its batch
+    /// is this rank's slice of the global batch, and the losses, banks and FA draws are
+    /// defined over the global batch (docs/distributed.md).
+    parallel: Option<Collectives>,
 }
 
 /// The values of one pass through the graph.
@@ -82,6 +87,24 @@ impl Network {
     /// `ema.<target>.<member>.…` (never trainable), NN banks at `bank.<fa node>.{features,
     /// indices,ptr}` (never trainable).
     pub fn new(root: &nn::Path, valid: &ValidModel) -> Result<Network, LowerError> {
+        Network::new_parallel(root, valid, None, false)
+    }
+
+    /// As [`Network::new`], for one rank of a data-parallel job: InfoNCE takes its negatives
+    /// from every rank, banks enqueue the global batch, FA draws are made for the global batch
+    /// and sliced, and with `sync_batch_norm` batch norm (online and EMA) normalises with the
+    /// global batch's statistics.
+    pub fn new_parallel(
+        root: &nn::Path,
+        valid: &ValidModel,
+        parallel: Option<Collectives>,
+        sync_batch_norm: bool,
+    ) -> Result<Network, LowerError> {
+        let sync = if sync_batch_norm {
+            parallel.clone()
+        } else {
+            None
+        };
         let model = valid.model();
         let device = root.device();
         let inputs = module_inputs(valid);
@@ -96,6 +119,7 @@ impl Network {
                 continue;
             }
             let mut registry = Registry::new(true, device);
+            registry.sync = sync.clone();
             let layer = Layer::build(
                 &(root / path_component(name)),
                 &mut registry,
@@ -132,6 +156,7 @@ impl Network {
                     .ok_or_else(|| LowerError::UnknownModule(member.clone()))?;
                 let path = root / "ema" / path_component(name) / path_component(member);
                 let mut registry = Registry::new(false, device);
+                registry.sync = sync.clone();
                 let layer = Layer::build(&path, &mut registry, member, &member_def.kind, shape)?;
                 let sources = &online_tensors[member];
                 tch::no_grad(|| {
@@ -201,6 +226,7 @@ impl Network {
             banks,
             backbone,
             symmetric_nodes,
+            parallel,
         })
     }
 
@@ -278,9 +304,19 @@ impl Network {
             .unwrap_or_else(|| Tensor::zeros([0], (tch::Kind::Float, self.device)));
 
         if train {
+            // Every rank enqueues the global batch in rank order, as one process enqueues
+            // it, so the banks stay identical on every rank whatever the world size.
+            let indices = match &self.parallel {
+                Some(parallel) => parallel.gather(&indices),
+                None => indices.shallow_clone(),
+            };
             for (node, unit) in &first.enqueue {
+                let unit = match &self.parallel {
+                    Some(parallel) => parallel.gather(unit),
+                    None => unit.shallow_clone(),
+                };
                 if let Some(bank) = self.banks.get_mut(node) {
-                    bank.enqueue(unit, &indices);
+                    bank.enqueue(&unit, &indices);
                 }
             }
         }
@@ -409,12 +445,14 @@ impl Network {
                                 LossKind::InfoNce {
                                     tau,
                                     negatives: Negatives::Positives,
-                                } => loss::info_nce(a, b, tau),
+                                } => self.info_nce(a, b, tau),
                                 // Rows of the right side, softmax over the left.
                                 LossKind::InfoNce {
                                     tau,
                                     negatives: Negatives::Anchors,
-                                } => loss::info_nce(b, a, tau),
+                                } => self.info_nce(b, a, tau),
+                                // A mean over this rank's rows; averaging the gradients
+                                // over the ranks makes it the global batch's mean.
                                 LossKind::Byol => loss::byol_loss(a, b),
                             }
                         })
@@ -456,7 +494,38 @@ impl Network {
         }
     }
 
+    /// InfoNCE of this rank's rows of `a` against the global batch of `b`: in a parallel
+    /// job `b` comes from every rank through the autograd all-gather (its gradient returns
+    /// to the rank that computed it) and the positive of local row i is global row
+    /// rank·n + i.
+    fn info_nce(&self, a: &Tensor, b: &Tensor, tau: f64) -> Tensor {
+        match &self.parallel {
+            Some(parallel) => {
+                let offset = parallel.rank() as i64 * a.size()[0];
+                loss::info_nce_rows(a, &parallel.gather_autograd(b), tau, offset)
+            }
+            None => loss::info_nce(a, b, tau),
+        }
+    }
+
+    /// The number of rows of the global batch when this rank holds `rows`.
+    fn global_rows(&self, rows: usize) -> usize {
+        rows * self.parallel.as_ref().map_or(1, Collectives::world)
+    }
+
+    /// This rank's rows of a draw made for the global batch.
+    fn local_rows(&self, global: Tensor) -> Tensor {
+        match &self.parallel {
+            Some(parallel) => parallel.local_slice(&global),
+            None => global,
+        }
+    }
+
     /// One FA sample of `x` (whose unit version is `unit`), drawing the method's randomness.
+    ///
+    /// Every draw is made for the global batch, whose rows every rank draws alike (the
+    /// generator is seeded per micro-step, not per rank), and sliced to this rank's rows: a
+    /// sample gets the draws it gets in one process with the whole batch.
     fn augment(
         &self,
         method: &FaMethod,
@@ -464,13 +533,14 @@ impl Network {
         unit: &Tensor,
         neighbour: Option<&Tensor>,
     ) -> Tensor {
-        let rows = unit.size()[0] as usize;
+        let rows = self.global_rows(unit.size()[0] as usize);
         let width = unit.size()[1] as usize;
         match method {
             FaMethod::None => x.shallow_clone(),
-            FaMethod::Mask { rate } => {
-                fa::apply_mask(unit, &fa::draw_mask(rows, width, *rate, self.device))
-            }
+            FaMethod::Mask { rate } => fa::apply_mask(
+                unit,
+                &self.local_rows(fa::draw_mask(rows, width, *rate, self.device)),
+            ),
             FaMethod::Nn(bank) => {
                 let neighbour = neighbour.expect("nn nodes own a bank");
                 match bank.grad {
@@ -484,23 +554,31 @@ impl Network {
                     MixupNoise::Nn(_) => neighbour
                         .expect("nn-noise nodes own a bank")
                         .shallow_clone(),
-                    MixupNoise::Batch => unit
-                        .detach()
-                        .index_select(0, &fa::draw_other(rows, self.device)),
+                    // Partners come from the global batch.
+                    MixupNoise::Batch => {
+                        let global = match &self.parallel {
+                            Some(parallel) => parallel.gather(&unit.detach()),
+                            None => unit.detach(),
+                        };
+                        global.index_select(0, &self.local_rows(fa::draw_other(rows, self.device)))
+                    }
                     MixupNoise::Gaussian { sigma, space } => {
-                        let lambda = fa::draw_lambda(rows, *alpha, self.device);
+                        let lambda = self.local_rows(fa::draw_lambda(rows, *alpha, self.device));
                         let base = match space {
                             NoiseSpace::Unit => unit,
                             NoiseSpace::Raw => x,
                         };
-                        return fa::mixup(
-                            base,
-                            &fa::draw_gaussian(&base.detach(), *sigma),
-                            &lambda,
-                        );
+                        let like = if self.parallel.is_some() {
+                            base.detach().repeat([rows as i64 / base.size()[0], 1])
+                        } else {
+                            base.detach()
+                        };
+                        let noise = self.local_rows(fa::draw_gaussian(&like, *sigma));
+                        return fa::mixup(base, &noise, &lambda);
                     }
                 };
-                fa::mixup(unit, &noise, &fa::draw_lambda(rows, *alpha, self.device))
+                let lambda = self.local_rows(fa::draw_lambda(rows, *alpha, self.device));
+                fa::mixup(unit, &noise, &lambda)
             }
         }
     }
@@ -533,6 +611,11 @@ impl Network {
 
     pub fn valid(&self) -> &ValidModel {
         &self.valid
+    }
+
+    /// The process group, when this network is one rank of a data-parallel job.
+    pub fn parallel(&self) -> Option<&Collectives> {
+        self.parallel.as_ref()
     }
 }
 

@@ -49,6 +49,10 @@ pub struct CheckpointMeta {
     pub source: String,
     /// [`fingerprint`] of the model's parameter names and shapes.
     pub fingerprint: String,
+    /// Further values the training loop wants back on resume (the world size of a
+    /// data-parallel run).
+    #[serde(default)]
+    pub extra: BTreeMap<String, serde_json::Value>,
 }
 
 /// One way a checkpoint's tensors differ from what the model expects.

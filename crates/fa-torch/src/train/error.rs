@@ -164,6 +164,24 @@ pub enum TrainError {
     #[error("torch error: {0}")]
     #[diagnostic(code(fa::train))]
     Torch(#[from] tch::TchError),
+    #[error("rank {rank}: {error}")]
+    #[diagnostic(
+        code(fa::train),
+        help("when another rank stopped or lost its connection, its own message says why")
+    )]
+    Distributed {
+        rank: usize,
+        error: crate::dist::DistError,
+    },
+    #[error("data.batch {batch} does not split into {world} equal slices, one per rank")]
+    #[diagnostic(
+        code(fa::usage),
+        help("data.batch is the global batch; choose a multiple of the number of processes")
+    )]
+    BatchNotDivisible { batch: usize, world: usize },
+    #[error("rank {rank} stopped: rank 0 could not start the run (its message says why)")]
+    #[diagnostic(code(fa::train))]
+    LeaderFailed { rank: usize },
 }
 
 /// Wraps an I/O error with what was being done.

@@ -30,4 +30,4 @@ pub use error::TrainError;
 pub use progress::LogFormat;
 pub use resume::load_network;
 pub use summary::Summary;
-pub use trainer::{train, TrainOptions};
+pub use trainer::{train, train_parallel, Parallel, TrainOptions};

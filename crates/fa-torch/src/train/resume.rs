@@ -16,6 +16,16 @@ use crate::train::trainer::{build_network, trainable, Geometry, TrainOptions, Tr
 use crate::train::TrainError;
 use fa_lang::valid::ValidModel;
 
+/// The checkpoint metadata key of the number of processes that trained the run.
+const WORLD_SIZE: &str = "world_size";
+
+impl Trainer<'_> {
+    /// The number of processes training this run (1 without a process group).
+    fn world_size(&self) -> usize {
+        self.parallel.as_ref().map_or(1, |p| p.world())
+    }
+}
+
 /// Every variable (parameters, buffers, EMA copies, banks) in a stable order.
 fn all_variables(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
     let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
@@ -49,8 +59,11 @@ impl Trainer<'_> {
             .map(|(name, tensor)| (format!("model/{name}"), tensor))
             .collect();
         tensors.extend(self.optimizer.state());
+        let mut extra = std::collections::BTreeMap::new();
+        extra.insert(WORLD_SIZE.to_string(), self.world_size().into());
         let meta = CheckpointMeta {
             format_version: checkpoint::FORMAT_VERSION,
+            extra,
             model_name: self.valid.model().name.clone(),
             step,
             epoch,
@@ -86,6 +99,21 @@ impl Trainer<'_> {
             eprintln!(
                 "warning: resuming {} with a configuration that differs from the one it was saved with; the schedule and data order follow the new one",
                 path.display()
+            );
+        }
+        // Checkpoints do not depend on the world size (the data order and every draw are
+        // keyed by global sample index), so another one is accepted, and said.
+        let saved_world = ckpt
+            .meta
+            .extra
+            .get(WORLD_SIZE)
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(1) as usize;
+        if saved_world != self.world_size() && log != LogFormat::Quiet {
+            eprintln!(
+                "note: {} was written by a run on {saved_world} process(es); continuing on {}: the global batch, the data order and every random draw stay the same",
+                path.display(),
+                self.world_size()
             );
         }
         let expected: Vec<(String, Vec<i64>)> = all_variables(&self.vs)
@@ -171,6 +199,7 @@ pub fn load_network(
         augmenters: Vec::new(),
         seed: model.train.seed,
         autocast: false,
+        parallel: None,
     };
     let step = trainer.restore(&path, device, "", LogFormat::Quiet)?;
     Ok((trainer.vs, trainer.network, step))

@@ -32,8 +32,52 @@ impl StepOutcome {
     }
 }
 
+/// Gradients are averaged in flattened buckets of about this size (PyTorch DDP's default
+/// bucket is 25 MiB): one collective per bucket rather than per parameter.
+const GRADIENT_BUCKET_BYTES: usize = 25 << 20;
+
+/// Appends one line to the rank's trace: the step, the dataset indices it trained on, and
+/// the norm of its local gradient before averaging.
+fn trace(
+    folder: &std::path::Path,
+    rank: usize,
+    step: u64,
+    samples: &[usize],
+    local_grad_norm: f64,
+) -> Result<(), TrainError> {
+    use std::io::Write;
+    let path = folder.join(format!("rank{rank}.jsonl"));
+    let line = serde_json::json!({
+        "step": step,
+        "samples": samples,
+        "local_grad_norm": local_grad_norm,
+    });
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut file| writeln!(file, "{line}"))
+        .map_err(crate::train::error::io(format!(
+            "cannot write the trace {}",
+            path.display()
+        )))
+}
+
 impl Trainer<'_> {
-    /// One optimiser step over `indices` (accumulate × batch dataset indices).
+    /// The first collective that failed inside the network's forward or backward pass.
+    fn check_collectives(&self) -> Result<(), TrainError> {
+        match &self.parallel {
+            Some(parallel) => match parallel.collectives.take_failure() {
+                Some(error) => Err(parallel.error(error)),
+                None => Ok(()),
+            },
+            None => Ok(()),
+        }
+    }
+
+    /// One optimiser step over `indices` (accumulate × batch dataset indices). In a parallel
+    /// job `indices` is the global batch and this rank trains on its slice of each
+    /// micro-batch; the gradients are averaged over the ranks before clipping and the update.
     pub(crate) fn step(
         &mut self,
         data: &DeviceData,
@@ -48,8 +92,17 @@ impl Trainer<'_> {
         let mut stats: Option<Tensor> = None;
         let mut term_names: Vec<String> = Vec::new();
         let scale = 1.0 / geo.accumulate as f64;
+        let mut seen: Vec<usize> = Vec::new();
         for micro in 0..geo.accumulate {
-            let chunk = &indices[micro * geo.batch..(micro + 1) * geo.batch];
+            let global = &indices[micro * geo.batch..(micro + 1) * geo.batch];
+            let chunk = match &self.parallel {
+                Some(parallel) => {
+                    let share = geo.batch / parallel.world();
+                    &global[parallel.rank() * share..(parallel.rank() + 1) * share]
+                }
+                None => global,
+            };
+            seen.extend_from_slice(chunk);
             let index_tensor =
                 Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>())
                     .to_device(data.images.device());
@@ -71,7 +124,9 @@ impl Trainer<'_> {
             let output = precision::forward(self.autocast, || {
                 network.forward(&views, &index_tensor, true)
             });
-            (&output.total / geo.accumulate as f64).backward();
+            self.check_collectives()?;
+            (&output.total / geo.accumulate as f64).f_backward()?;
+            self.check_collectives()?;
 
             let scalar = |t: &Tensor| t.detach().to_kind(Kind::Double);
             let mut row = vec![scalar(&output.total)];
@@ -100,12 +155,32 @@ impl Trainer<'_> {
             });
             term_names = output.terms.into_iter().map(|(name, _)| name).collect();
         }
-        let values = Vec::<f64>::try_from(
-            stats
-                .expect("at least one micro-batch")
-                .to_device(Device::Cpu),
-        )
-        .expect("statistics are a 1-D double tensor");
+        let mut stats = stats
+            .expect("at least one micro-batch")
+            .to_device(Device::Cpu);
+        if let Some(parallel) = &self.parallel {
+            // The local gradient, before averaging, for the trace.
+            if let Some(folder) = &parallel.trace {
+                let norm = self.optimizer.grad_norm();
+                trace(folder, parallel.rank(), step, &seen, norm)?;
+            }
+            let group = parallel.collectives.group();
+            let parameters: Vec<Tensor> = crate::train::trainer::trainable(&self.vs)
+                .into_iter()
+                .map(|(_, tensor)| tensor)
+                .collect();
+            group
+                .average_gradients(&parameters, GRADIENT_BUCKET_BYTES)
+                .map_err(|e| parallel.error(e))?;
+            // The reported loss and statistics are the global batch's: the mean of the
+            // ranks' means over equal slices.
+            let summed = stats.contiguous();
+            group
+                .all_reduce_sum(&summed)
+                .map_err(|e| parallel.error(e))?;
+            stats = summed / parallel.world() as f64;
+        }
+        let values = Vec::<f64>::try_from(stats).expect("statistics are a 1-D double tensor");
         let term_count = term_names.len();
         let loss_sum = values[0];
         let terms = term_names

@@ -7,6 +7,7 @@ use std::time::Instant;
 use tch::{nn, Device, Tensor};
 
 use crate::data::Augmenter;
+use crate::dist::{Collectives, DistError};
 use crate::eval::protocols::{self, Evaluator};
 use crate::lower::Network;
 use crate::optim::Optimizer;
@@ -48,6 +49,40 @@ pub struct TrainOptions {
     pub tensorboard: bool,
 }
 
+/// This process's part in a data-parallel job (docs/distributed.md).
+#[derive(Clone, Debug)]
+pub struct Parallel {
+    pub collectives: Collectives,
+    /// Batch norm normalises with the global batch's statistics (online and EMA modules).
+    pub sync_batch_norm: bool,
+    /// A folder where each rank appends, per step, the samples it trained on and the norm of
+    /// its local gradient before averaging (`rank<r>.jsonl`): a diagnostic the tests read.
+    pub trace: Option<PathBuf>,
+}
+
+impl Parallel {
+    pub fn rank(&self) -> usize {
+        self.collectives.rank()
+    }
+
+    pub fn world(&self) -> usize {
+        self.collectives.world()
+    }
+
+    /// Rank 0 writes the run folder: checkpoints, metrics, progress and evaluation.
+    pub fn leads(&self) -> bool {
+        self.rank() == 0
+    }
+
+    /// Wraps a failed collective with this rank's number.
+    pub(crate) fn error(&self, source: DistError) -> TrainError {
+        TrainError::Distributed {
+            rank: self.rank(),
+            error: source,
+        }
+    }
+}
+
 /// The online model with everything it needs to take a step.
 pub(crate) struct Trainer<'a> {
     pub(crate) valid: &'a ValidModel,
@@ -58,6 +93,8 @@ pub(crate) struct Trainer<'a> {
     pub(crate) seed: u64,
     /// The forward pass runs under bfloat16 autocast (CUDA with `precision: bf16`).
     pub(crate) autocast: bool,
+    /// The data-parallel job this trainer is a rank of.
+    pub(crate) parallel: Option<Parallel>,
 }
 
 pub(crate) fn model_augmenters(valid: &ValidModel) -> Result<Vec<Augmenter>, TrainError> {
@@ -85,9 +122,25 @@ pub(crate) fn build_network(
     seed: u64,
     purpose: Purpose,
 ) -> Result<(nn::VarStore, Network), TrainError> {
+    build_parallel_network(valid, device, seed, purpose, None)
+}
+
+/// As [`build_network`], for one rank of a data-parallel job.
+fn build_parallel_network(
+    valid: &ValidModel,
+    device: Device,
+    seed: u64,
+    purpose: Purpose,
+    parallel: Option<&Parallel>,
+) -> Result<(nn::VarStore, Network), TrainError> {
     tch::manual_seed(Key::new(seed, purpose, 0).torch_seed());
     let vs = nn::VarStore::new(device);
-    let network = Network::new(&vs.root(), valid)?;
+    let network = Network::new_parallel(
+        &vs.root(),
+        valid,
+        parallel.map(|p| p.collectives.clone()),
+        parallel.is_some_and(|p| p.sync_batch_norm),
+    )?;
     Ok((vs, network))
 }
 
@@ -136,7 +189,6 @@ pub(crate) fn geometry(model: &Model, images: usize) -> Result<Geometry, TrainEr
     })
 }
 
-/// Trains `valid` into `options.out`, then evaluates it. Returns the run's summary.
 /// Set to `1` to train even when the memory estimate exceeds the memory available.
 pub const SKIP_MEMORY_CHECK_ENV: &str = "FA_SKIP_MEMORY_CHECK";
 
@@ -175,14 +227,49 @@ fn available_memory() -> Option<usize> {
     kib.checked_mul(1024)
 }
 
+/// Trains `valid` into `options.out`, then evaluates it. Returns the run's summary.
 pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, TrainError> {
-    let model = valid.model();
-    let started = Instant::now();
+    let _lock = prepare_folder(options)?;
+    train_prepared(valid, options, None)
+}
+
+/// Trains `valid` as one rank of a data-parallel job. Every rank calls it with the same
+/// model and options; rank 0 alone writes the run folder and evaluates, the others return
+/// a summary without evaluation.
+pub fn train_parallel(
+    valid: &ValidModel,
+    options: &TrainOptions,
+    parallel: &Parallel,
+) -> Result<Summary, TrainError> {
+    // Rank 0 checks the run folder first; the other ranks wait for its word instead of
+    // blocking in the first collective when it refuses.
+    let prepared = parallel.leads().then(|| prepare_folder(options));
+    let failed = matches!(prepared, Some(Err(_)));
+    let any_failed = parallel
+        .collectives
+        .group()
+        .any(failed)
+        .map_err(|e| parallel.error(e))?;
+    let _lock = match prepared {
+        Some(result) => Some(result?),
+        None if any_failed => {
+            return Err(TrainError::LeaderFailed {
+                rank: parallel.rank(),
+            })
+        }
+        None => None,
+    };
+    train_prepared(valid, options, Some(parallel))
+}
+
+/// Locks the run folder and checks that the run may start there (a fresh folder, one to
+/// resume, or one to overwrite, which is emptied).
+fn prepare_folder(options: &TrainOptions) -> Result<RunLock, TrainError> {
     if options.resume && options.overwrite {
         return Err(TrainError::ResumeAndOverwrite);
     }
     // Held until training ends: one trainer per run folder, whatever else is running.
-    let _lock = RunLock::acquire(&options.out)?;
+    let lock = RunLock::acquire(&options.out)?;
     for path in run_folder::remove_stale_temporaries(&options.out) {
         if options.log != LogFormat::Quiet {
             eprintln!(
@@ -209,6 +296,39 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
                 });
             }
             run_folder::remove_artefacts(&options.out)?;
+        }
+    }
+    Ok(lock)
+}
+
+/// The run itself, once the folder is ready: rank 0 (or the only process) writes it.
+fn train_prepared(
+    valid: &ValidModel,
+    options: &TrainOptions,
+    parallel: Option<&Parallel>,
+) -> Result<Summary, TrainError> {
+    let model = valid.model();
+    let started = Instant::now();
+    let leads = parallel.is_none_or(Parallel::leads);
+    // The other ranks print nothing but their errors.
+    let quiet_options;
+    let options = if leads {
+        options
+    } else {
+        quiet_options = TrainOptions {
+            log: LogFormat::Quiet,
+            skip_eval: true,
+            ..options.clone()
+        };
+        &quiet_options
+    };
+    let existing = checkpoint::latest(&options.out);
+    if let Some(parallel) = parallel {
+        if model.data.batch_size % parallel.world() != 0 {
+            return Err(TrainError::BatchNotDivisible {
+                batch: model.data.batch_size,
+                world: parallel.world(),
+            });
         }
     }
 
@@ -244,7 +364,8 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
     let geo = geometry(model, data.len)?;
     let seed_value = model.train.seed;
 
-    let (vs, network) = build_network(valid, options.device, seed_value, Purpose::Init)?;
+    let (vs, network) =
+        build_parallel_network(valid, options.device, seed_value, Purpose::Init, parallel)?;
     let optimizer = Optimizer::new(&model.optim, trainable(&vs));
     let mut trainer = Trainer {
         valid,
@@ -254,28 +375,64 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
         augmenters: model_augmenters(valid)?,
         seed: seed_value,
         autocast,
+        parallel: parallel.cloned(),
     };
 
     let mut step: u64 = 0;
     let mut epoch_stats = EpochStats::default();
     if let (Some(path), true) = (&existing, options.resume) {
         step = trainer.restore(path, options.device, &options.source, options.log)?;
-        let kept = keep_metrics_up_to(
-            &options.out.join("metrics.jsonl"),
-            step,
-            geo.steps_per_epoch,
-        )?;
-        // The steps of the interrupted epoch taken before the stop count in its record.
-        epoch_stats.restore(&kept, step / geo.steps_per_epoch);
+        if leads {
+            let kept = keep_metrics_up_to(
+                &options.out.join("metrics.jsonl"),
+                step,
+                geo.steps_per_epoch,
+            )?;
+            // The steps of the interrupted epoch taken before the stop count in its record.
+            epoch_stats.restore(&kept, step / geo.steps_per_epoch);
+        }
+    }
+    if let Some(parallel) = parallel {
+        // Every rank starts from rank 0's parameters, buffers, banks and optimiser state
+        // (they agree already when all were initialised from the same seed or checkpoint;
+        // the broadcast makes it so whatever the initialisation).
+        // By name: every rank must broadcast the same tensors in the same order.
+        let mut named: Vec<(String, Tensor)> = trainer.vs.variables().into_iter().collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut tensors: Vec<Tensor> = named.into_iter().map(|(_, t)| t).collect();
+        tensors.extend(trainer.optimizer.state().into_iter().map(|(_, t)| t));
+        parallel
+            .collectives
+            .group()
+            .broadcast_all(&tensors, 0)
+            .map_err(|e| parallel.error(e))?;
+        if leads && options.log != LogFormat::Quiet {
+            eprintln!(
+                "note: data-parallel training on {} ranks (Gloo); each rank takes {} of the global batch of {}; sync batch norm {}",
+                parallel.world(),
+                geo.batch / parallel.world(),
+                geo.batch,
+                if parallel.sync_batch_norm { "on" } else { "off: each rank normalises its own slice" }
+            );
+        }
     }
     // Written only once the checkpoint (if any) has been accepted, so a refused resume
     // leaves the run folder as it was.
-    checkpoint::write_file_atomically(&options.out.join("model.json"), options.source.as_bytes())
+    if leads {
+        checkpoint::write_file_atomically(
+            &options.out.join("model.json"),
+            options.source.as_bytes(),
+        )
         .map_err(io("cannot write model.json"))?;
+    }
 
     let metrics_path = options.out.join("metrics.jsonl");
-    let mut metrics = MetricsWriter::open(&metrics_path)?;
-    let mut events = if options.tensorboard {
+    let mut metrics = if leads {
+        Some(MetricsWriter::open(&metrics_path)?)
+    } else {
+        None
+    };
+    let mut events = if options.tensorboard && leads {
         let resumed = options.resume.then_some(step);
         let mut events = EventsWriter::open(&options.out, resumed, geo.steps_per_epoch)?;
         if resumed.is_none() {
@@ -285,9 +442,11 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
     } else {
         None
     };
-    // Every metrics record goes to the events file too.
+    // Rank 0 writes every record to metrics.jsonl and to the events file.
     let mut log = |record: &Record| -> Result<(), TrainError> {
-        metrics.write(record)?;
+        if let Some(metrics) = metrics.as_mut() {
+            metrics.write(record)?;
+        }
         if let Some(events) = events.as_mut() {
             events.record(record)?;
         }
@@ -302,10 +461,11 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
     let mut last_saved = options.resume.then_some(step);
 
     while step < last_step {
-        // A step boundary: the place where a signal stops the run with nothing lost.
-        if let Some((signal, number)) = interrupt::requested() {
+        // A step boundary: the place where a signal stops the run with nothing lost. In a
+        // parallel job a signal to any rank stops every rank here, at the same step.
+        if let Some((signal, number)) = stop_requested(parallel)? {
             progress.finish();
-            if last_saved != Some(step) {
+            if last_saved != Some(step) && leads {
                 trainer.save(&options.out, step, geo, options)?;
             }
             return Err(TrainError::Interrupted {
@@ -372,7 +532,8 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
         if epoch_done {
             let finished_epoch = step / geo.steps_per_epoch;
             let knn_every = model.train.knn_every;
-            let knn_top1 = if knn_every > 0
+            let knn_top1 = if leads
+                && knn_every > 0
                 && finished_epoch % knn_every as u64 == 0
                 && finished_epoch < model.train.epochs as u64
             {
@@ -398,17 +559,19 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
             log(&record)?;
             let every = model.train.checkpoint_every.max(1) as u64;
             if finished_epoch % every == 0 || step == geo.total_steps {
-                trainer.save(&options.out, step, geo, options)?;
+                if leads {
+                    trainer.save(&options.out, step, geo, options)?;
+                }
                 last_saved = Some(step);
             }
         }
     }
-    if last_saved != Some(step) {
+    if last_saved != Some(step) && leads {
         // Stopped by --max-steps between checkpoints: keep the progress.
         trainer.save(&options.out, step, geo, options)?;
     }
     progress.finish();
-    if let Some((signal, number)) = interrupt::requested() {
+    if let Some((signal, number)) = stop_requested(parallel)? {
         return Err(TrainError::Interrupted {
             signal,
             number,
@@ -452,10 +615,33 @@ pub fn train(valid: &ValidModel, options: &TrainOptions) -> Result<Summary, Trai
         })?;
     }
     summary.seconds = started.elapsed().as_secs_f64();
+    if !leads {
+        return Ok(summary);
+    }
     let json = serde_json::to_string_pretty(&summary).expect("summary serialises");
     checkpoint::write_file_atomically(&options.out.join("summary.json"), json.as_bytes())
         .map_err(io("cannot write summary.json"))?;
     Ok(summary)
+}
+
+/// Whether the run must stop at this step boundary, and by which signal: this process's
+/// request, or in a parallel job any rank's (one all-reduce per step, so every rank stops
+/// at the same step).
+fn stop_requested(parallel: Option<&Parallel>) -> Result<Option<(&'static str, i32)>, TrainError> {
+    let own = interrupt::requested();
+    let Some(parallel) = parallel else {
+        return Ok(own);
+    };
+    let any = parallel
+        .collectives
+        .group()
+        .any(own.is_some())
+        .map_err(|e| parallel.error(e))?;
+    Ok(match (own, any) {
+        (Some(own), _) => Some(own),
+        (None, true) => Some(("a signal to another rank", 0)),
+        (None, false) => None,
+    })
 }
 
 impl Trainer<'_> {

@@ -1,0 +1,182 @@
+// Data-parallel collectives from libtorch's c10d for fa's Rust code: a Gloo process group over
+// a FileStore or TCPStore, the in-place collectives, and the autograd-aware all-gather.
+//
+// tch 0.24 has no distributed wrappers, so Rust reaches these functions with the `at::Tensor*`
+// behind tch's `Tensor::as_mut_ptr()`. Every function catches C++ exceptions (a peer that died,
+// a timeout, a shape mismatch) and reports them through `fa_dist_last_error`: a failed
+// collective becomes a Rust error instead of aborting the process.
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/core/grad_mode.h>
+#include <c10/core/InferenceMode.h>
+#include <torch/csrc/autograd/grad_mode.h>
+#include <torch/csrc/distributed/c10d/FileStore.hpp>
+#include <torch/csrc/distributed/c10d/GroupRegistry.hpp>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include <chrono>
+#include <cstdlib>
+#include <exception>
+#include <string>
+#include <vector>
+
+namespace {
+
+thread_local std::string last_error;
+
+// Runs `body`, turning any exception into a message and the return value -1.
+template <typename F>
+int guarded(F&& body) {
+  try {
+    body();
+    return 0;
+  } catch (const c10::Error& error) {
+    // libtorch's own errors: the message without the C++ backtrace.
+    last_error = error.what_without_backtrace();
+  } catch (const std::exception& error) {
+    last_error = error.what();
+  } catch (...) {
+    last_error = "unknown C++ exception";
+  }
+  return -1;
+}
+
+struct Group {
+  c10::intrusive_ptr<c10d::ProcessGroup> group;
+  std::string name;
+};
+
+}  // namespace
+
+extern "C" {
+
+// The message of the last failure on this thread (valid until the next call).
+const char* fa_dist_last_error() { return last_error.c_str(); }
+
+// Creates a Gloo process group and registers it under `name` for the functional collectives.
+// `store_kind` 0: FileStore at `location`; 1: TCPStore at `location`:`port`, served by rank 0;
+// 2: the same store served by the launcher (torchrun's agent), every rank a client.
+// `hostname`: the address Gloo binds to; empty for the interface named by GLOO_SOCKET_IFNAME
+// when set, else libtorch's default (this host's name, else loopback). `timeout_ms` bounds
+// the rendezvous and every collective. Null on failure.
+void* fa_dist_new_gloo(int store_kind, const char* location, int port, int rank, int world,
+                       int64_t timeout_ms, const char* hostname, const char* name) {
+  Group* made = nullptr;
+  guarded([&] {
+    auto timeout = std::chrono::milliseconds(timeout_ms);
+    c10::intrusive_ptr<c10d::Store> store;
+    if (store_kind == 0) {
+      store = c10::make_intrusive<c10d::FileStore>(std::string(location), world);
+    } else {
+      c10d::TCPStoreOptions options;
+      options.port = static_cast<std::uint16_t>(port);
+      options.isServer = store_kind == 1 && rank == 0;
+      options.multiTenant = store_kind == 1;
+      options.numWorkers = world;
+      options.timeout = timeout;
+      store = c10::make_intrusive<c10d::TCPStore>(std::string(location), options);
+    }
+    store->setTimeout(timeout);
+    auto prefixed = c10::make_intrusive<c10d::PrefixStore>(std::string(name), store);
+    auto options = c10d::ProcessGroupGloo::Options::create(timeout);
+    std::string host(hostname);
+    const char* interface = std::getenv("GLOO_SOCKET_IFNAME");
+    if (!host.empty()) {
+      options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(host));
+    } else if (interface != nullptr && *interface != 0) {
+      options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(interface));
+    } else {
+      options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+    }
+    options->threads = 1;
+    auto backend = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, rank, world, options);
+    auto group = c10::make_intrusive<c10d::ProcessGroup>(prefixed, rank, world);
+    group->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, backend);
+    group->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
+    group->setGroupName(name);
+    c10d::register_process_group(name, group);
+    made = new Group{group, std::string(name)};
+  });
+  return made;
+}
+
+void fa_dist_free(void* handle) {
+  auto* group = static_cast<Group*>(handle);
+  if (group == nullptr) return;
+  guarded([&] { c10d::unregister_process_group(group->name); });
+  delete group;
+}
+
+// Sums `tensor` over the ranks, in place.
+int fa_dist_all_reduce_sum(void* handle, at::Tensor* tensor) {
+  return guarded([&] {
+    std::vector<at::Tensor> tensors{*tensor};
+    c10d::AllreduceOptions options;
+    options.reduceOp = c10d::ReduceOp::SUM;
+    static_cast<Group*>(handle)->group->allreduce(tensors, options)->wait();
+  });
+}
+
+// Sums each tensor of `tensors` over the ranks, in place, as one coalesced collective.
+int fa_dist_all_reduce_sum_coalesced(void* handle, at::Tensor** tensors, int64_t count) {
+  return guarded([&] {
+    std::vector<at::Tensor> list;
+    for (int64_t i = 0; i < count; ++i) list.push_back(*tensors[i]);
+    c10d::AllreduceCoalescedOptions options;
+    options.reduceOp = c10d::ReduceOp::SUM;
+    static_cast<Group*>(handle)->group->allreduce_coalesced(list, options)->wait();
+  });
+}
+
+// Overwrites `tensor` on every rank with its value on rank `root`.
+int fa_dist_broadcast(void* handle, at::Tensor* tensor, int root) {
+  return guarded([&] {
+    std::vector<at::Tensor> tensors{*tensor};
+    c10d::BroadcastOptions options;
+    options.rootRank = root;
+    static_cast<Group*>(handle)->group->broadcast(tensors, options)->wait();
+  });
+}
+
+int fa_dist_barrier(void* handle) {
+  return guarded([&] { static_cast<Group*>(handle)->group->barrier()->wait(); });
+}
+
+// Writes the ranks' `input`s, concatenated along dimension 0 in rank order, into `output`
+// (world × input rows). No gradient.
+int fa_dist_all_gather(void* handle, at::Tensor* output, at::Tensor* input) {
+  return guarded([&] {
+    at::Tensor out = *output;
+    at::Tensor in = input->contiguous();
+    static_cast<Group*>(handle)->group->_allgather_base(out, in)->wait();
+  });
+}
+
+// The ranks' `input`s concatenated along dimension 0 in rank order, with a gradient: the
+// backward pass sums each slice's gradient over the ranks and returns it to its owner
+// (a reduce-scatter). Null on failure; the caller owns the returned tensor.
+at::Tensor* fa_dist_all_gather_autograd(void* handle, at::Tensor* input) {
+  at::Tensor* result = nullptr;
+  guarded([&] {
+    auto* group = static_cast<Group*>(handle);
+    static auto gather =
+        c10::Dispatcher::singleton()
+            .findSchemaOrThrow("_c10d_functional_autograd::all_gather_into_tensor", "")
+            .typed<at::Tensor(const at::Tensor&, int64_t, const std::string&)>();
+    static auto wait = c10::Dispatcher::singleton()
+                           .findSchemaOrThrow("_c10d_functional::wait_tensor", "")
+                           .typed<at::Tensor(const at::Tensor&)>();
+    at::Tensor gathered =
+        gather.call(input->contiguous(), group->group->getSize(), group->name);
+    {
+      // The wait has no derivative; below autograd it neither warns nor records anything.
+      at::AutoDispatchBelowAutograd below;
+      wait.call(gathered);
+    }
+    result = new at::Tensor(gathered);
+  });
+  return result;
+}
+}
