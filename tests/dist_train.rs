@@ -279,6 +279,37 @@ fn a_two_process_run_resumes_on_one_process() {
     assert_same_checkpoints(&resumed, &one, 8, "resumed on another world size");
 }
 
+/// When rank 0 refuses the run folder (a run is already there), every rank stops at once
+/// and the job keeps rank 0's usage exit code.
+#[test]
+fn a_refused_run_folder_stops_every_rank() {
+    let _serial = serial();
+    let folder = tempfile::tempdir().unwrap();
+    let run = folder.path().join("run");
+    let parallel = ["--max-steps", "1", "--nproc", "2"];
+    train("tests/train/tiny.fa", &[], &run, &parallel, None);
+    let mut args = vec![
+        "train",
+        "tests/train/tiny.fa",
+        "--no-eval",
+        "--out",
+        support::process::path_text(&run),
+    ];
+    args.extend(parallel);
+    let output = run_with_limit(
+        fa_command(&args, None),
+        Duration::from_secs(60),
+        "the refused job",
+    );
+    let stderr = support::process::stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("already holds a run"), "{stderr}");
+    assert!(
+        stderr.contains("rank 1 stopped: rank 0 could not start the run"),
+        "{stderr}"
+    );
+}
+
 /// The process ids of the ranks `pid` started, by rank.
 fn ranks_of(pid: u32) -> Vec<(usize, u32)> {
     let children =

@@ -231,7 +231,14 @@ pub fn train(args: &TrainArgs) -> Result<Outcome, CommandError> {
                 sync_batch_norm: args.sync_batch_norm || valid.model().train.sync_batch_norm,
                 trace: std::env::var_os(crate::dist::launch::TRACE_VAR).map(PathBuf::from),
             };
-            crate::train::train_parallel(&valid, &options, &parallel)
+            match crate::train::train_parallel(&valid, &options, &parallel) {
+                // Every rank stops at the same step; rank 0 alone says so, with the
+                // command that resumes the run.
+                Err(crate::train::TrainError::Interrupted { .. }) if !leads => {
+                    return Ok(Outcome::Failed)
+                }
+                other => other,
+            }
         }
     }
     .map_err(|error| error::with_resume_command(error, || error::resume_command_line(true)))?;

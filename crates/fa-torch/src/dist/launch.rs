@@ -252,7 +252,8 @@ fn signal(child: &Child, number: i32) {
 /// [`WORLD_VAR`] and [`FILE_VAR`]. A stop request (`stop` returns true: SIGINT or SIGTERM
 /// to this process) is passed on to every rank once, so they stop together at a step
 /// boundary. When a rank fails, the others get [`GRACE`] to notice, then are killed, and the
-/// error names the rank. Returns rank 0's exit code.
+/// error names the rank. Returns rank 0's exit code (also when rank 0 is the one that failed
+/// first, with an exit code of its own: a refused run folder keeps its usage code).
 pub fn run_local(
     nproc: usize,
     program: &std::path::Path,
@@ -330,8 +331,13 @@ pub fn run_local(
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = std::fs::remove_file(&file);
-    if let Some((rank, how)) = failure {
-        return Err(LaunchError::RankFailed { rank, how });
+    match failure {
+        // Rank 0 failed first with an exit code: its message says why (a run folder it
+        // refused, bad data), and its code is the job's.
+        Some((0, _)) if codes[0].and_then(|status| status.code()).is_some() => {
+            Ok(codes[0].and_then(|status| status.code()).unwrap_or(1))
+        }
+        Some((rank, how)) => Err(LaunchError::RankFailed { rank, how }),
+        None => Ok(codes[0].and_then(|status| status.code()).unwrap_or(1)),
     }
-    Ok(codes[0].and_then(|status| status.code()).unwrap_or(1))
 }
