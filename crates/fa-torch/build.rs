@@ -57,16 +57,20 @@ fn commit() -> String {
     }
 }
 
-/// Compiles `csrc/autocast.cpp`, which sets the CUDA autocast dtype (bfloat16) that tch does
-/// not expose.
+/// Compiles the shim: `csrc/autocast.cpp`, which sets the CUDA autocast dtype (bfloat16) that
+/// tch does not expose, and `csrc/perf.cpp` (channels_last, the multi-tensor operations, CUDA
+/// peak memory).
 fn compile_shim(lib: &str) {
-    println!("cargo:rerun-if-changed=csrc/autocast.cpp");
+    const FILES: [&str; 2] = ["csrc/autocast.cpp", "csrc/perf.cpp"];
+    for file in FILES {
+        println!("cargo:rerun-if-changed={file}");
+    }
     let root = std::path::Path::new(lib)
         .parent()
         .expect("libtorch's lib folder has a parent");
     cc::Build::new()
         .cpp(true)
-        .file("csrc/autocast.cpp")
+        .files(FILES)
         .include(root.join("include"))
         .include(root.join("include/torch/csrc/api/include"))
         .flag("-std=c++17")

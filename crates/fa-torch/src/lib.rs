@@ -12,6 +12,7 @@ pub mod data;
 pub mod eval;
 pub mod export;
 pub mod lower;
+pub mod native;
 pub mod optim;
 pub mod plot;
 pub mod report;

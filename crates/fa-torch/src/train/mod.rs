@@ -12,6 +12,7 @@ mod epoch;
 pub(crate) mod error;
 pub mod interrupt;
 pub mod metrics;
+pub mod memory;
 pub mod precision;
 mod progress;
 pub(crate) mod resume;
