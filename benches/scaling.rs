@@ -15,10 +15,10 @@
 use std::time::Instant;
 
 use fa_lang::ir::ModuleKind;
+use fa_lang::ir::OptimKind;
 use fa_lang::testing::{architecture, nn, Architecture, Widths};
 use fa_torch::lower::{parse_device, Network};
 use fa_torch::optim::Optimizer;
-use fa_lang::ir::OptimKind;
 use tch::{Device, Kind, Tensor};
 
 struct Settings {
@@ -55,8 +55,8 @@ fn settings() -> Settings {
             },
         )
     };
-    let device = parse_device(&value("--device").unwrap_or_else(|| "cpu".into()))
-        .unwrap_or_else(|error| {
+    let device =
+        parse_device(&value("--device").unwrap_or_else(|| "cpu".into())).unwrap_or_else(|error| {
             eprintln!("{error}");
             std::process::exit(2)
         });
@@ -67,7 +67,9 @@ fn settings() -> Settings {
         batches: list("--batches", &[32, 64, 128, 256, 512]),
         banks: list("--banks", &[4096, 16384, 65536, 262144]),
         ks: list("--ks", &[1, 4]),
-        bank_batch: value("--bank-batch").and_then(|v| v.parse().ok()).unwrap_or(128),
+        bank_batch: value("--bank-batch")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(128),
         knn_banks: list("--knn-banks", &[5000, 10000, 25000, 50000]),
     }
 }
@@ -219,7 +221,11 @@ fn main() {
     }
 
     let queries = 10_000;
-    let width = if settings.model == "resnet18" { 512 } else { 64 };
+    let width = if settings.model == "resnet18" {
+        512
+    } else {
+        64
+    };
     println!(
         "\n### kNN evaluation against the training features searched ({queries} queries of width {width}, k 200; load {})\n",
         load_average()

@@ -27,7 +27,11 @@ fn the_gpu_check_runs_every_section_in_small_mode_on_the_cpu() {
         .output()
         .expect("bash runs");
     let seconds = started.elapsed().as_secs_f64();
-    let said = format!("--- stdout\n{}\n--- stderr\n{}", stdout(&output), stderr(&output));
+    let said = format!(
+        "--- stdout\n{}\n--- stderr\n{}",
+        stdout(&output),
+        stderr(&output)
+    );
     assert!(output.status.success(), "gpu-check failed\n{said}");
     eprintln!("gpu-check --small took {seconds:.0} s");
 
@@ -73,5 +77,9 @@ fn the_gpu_check_explains_a_missing_output_folder_argument() {
         .output()
         .expect("bash runs");
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("gpu-check.sh OUT"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("gpu-check.sh OUT"),
+        "{}",
+        stderr(&output)
+    );
 }

@@ -54,7 +54,8 @@ fn run_child(name: &str, out: &Path, environment: &[(&str, Option<&str>)]) -> Su
     let mut all = vec![(CHILD_OUT, Some(out.to_str().expect("UTF-8 temporary path")))];
     all.extend_from_slice(environment);
     support::process::run_test_in_child(name, &all);
-    let text = std::fs::read_to_string(out.join("summary.json")).expect("the child wrote a summary");
+    let text =
+        std::fs::read_to_string(out.join("summary.json")).expect("the child wrote a summary");
     serde_json::from_str(&text).expect("summary.json parses")
 }
 
@@ -74,9 +75,17 @@ fn the_baselines_are_computed_once_per_model_seed_and_data() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let cache_text = cache.to_str().unwrap();
-    let first = run_child(name, &dir.path().join("first"), &[("FA_CACHE_DIR", Some(cache_text))]);
+    let first = run_child(
+        name,
+        &dir.path().join("first"),
+        &[("FA_CACHE_DIR", Some(cache_text))],
+    );
     let entries = cache_entries(&cache);
-    assert_eq!(entries.len(), 1, "one entry after the first run: {entries:?}");
+    assert_eq!(
+        entries.len(),
+        1,
+        "one entry after the first run: {entries:?}"
+    );
     let stored: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&entries[0]).unwrap()).unwrap();
     assert_eq!(
@@ -92,7 +101,11 @@ fn the_baselines_are_computed_once_per_model_seed_and_data() {
     let mut marked = stored.clone();
     marked["random_init_knn"]["top1"] = serde_json::json!(1.25);
     std::fs::write(&entries[0], marked.to_string()).unwrap();
-    let second = run_child(name, &dir.path().join("second"), &[("FA_CACHE_DIR", Some(cache_text))]);
+    let second = run_child(
+        name,
+        &dir.path().join("second"),
+        &[("FA_CACHE_DIR", Some(cache_text))],
+    );
     assert_eq!(second.random_init_knn.unwrap().top1, 1.25);
     assert_eq!(second.pixels_knn, first.pixels_knn);
     // The trained encoder is never cached.
@@ -119,14 +132,18 @@ fn channels_last_keeps_the_accuracies_of_the_default_layout() {
         run_child(
             name,
             &dir.path().join(label),
-            &[("FA_CACHE_DIR", Some("off")), ("FA_CHANNELS_LAST", Some(layout))],
+            &[
+                ("FA_CACHE_DIR", Some("off")),
+                ("FA_CHANNELS_LAST", Some(layout)),
+            ],
         )
     };
     let default_layout = run("nchw", "0");
     let channels_last = run("nhwc", "1");
     // The two layouts sum in different orders, so features differ by rounding (about 1e-6
     // relative); over 10,000 test images that may move a tie or two, never more.
-    let within_two_samples = |a: Option<fa_torch::eval::Accuracy>, b: Option<fa_torch::eval::Accuracy>| {
+    let within_two_samples = |a: Option<fa_torch::eval::Accuracy>,
+                              b: Option<fa_torch::eval::Accuracy>| {
         let (a, b) = (a.expect("evaluated"), b.expect("evaluated"));
         (a.top1 - b.top1).abs() <= 0.02 && (a.top5 - b.top5).abs() <= 0.02
     };
@@ -147,7 +164,9 @@ fn channels_last_keeps_the_accuracies_of_the_default_layout() {
 fn the_peak_memory_reaches_the_summary_and_the_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let summary = tiny_run(dir.path(), "3");
-    let peak = summary.peak_memory.expect("the summary has the peak memory");
+    let peak = summary
+        .peak_memory
+        .expect("the summary has the peak memory");
     // libtorch alone keeps more than 100 MiB resident; no CUDA on the CPU.
     let rss = peak.rss_mib.expect("Linux reports VmHWM");
     assert!(rss > 100.0 && rss < 64.0 * 1024.0, "peak RSS {rss} MiB");
@@ -157,6 +176,8 @@ fn the_peak_memory_reaches_the_summary_and_the_metrics() {
         Record::Eval { peak_memory, .. } => Some(*peak_memory),
         _ => None,
     });
-    let in_eval = in_eval.expect("an eval record").expect("with the peak memory");
+    let in_eval = in_eval
+        .expect("an eval record")
+        .expect("with the peak memory");
     assert!(in_eval.rss_mib.unwrap() <= rss);
 }

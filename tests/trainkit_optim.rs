@@ -381,15 +381,26 @@ fn trajectory(
     let device = tch::Device::Cpu;
     tch::manual_seed(21);
     let initial = [
-        ("conv.weight", Tensor::randn([8, 3, 3, 3], (Kind::Float, device))),
+        (
+            "conv.weight",
+            Tensor::randn([8, 3, 3, 3], (Kind::Float, device)),
+        ),
         ("bn.weight", Tensor::randn([8], (Kind::Float, device))),
         ("fc.weight", Tensor::randn([5, 8], (Kind::Float, device))),
         ("fc.bias", Tensor::zeros([5], (Kind::Float, device))),
-        ("unused.weight", Tensor::randn([2, 2], (Kind::Float, device))),
+        (
+            "unused.weight",
+            Tensor::randn([2, 2], (Kind::Float, device)),
+        ),
     ];
     // No gradient for the last parameter (`set_gradients` zips the shorter list).
     let grads: Vec<Vec<Tensor>> = (0..4)
-        .map(|_| initial[..4].iter().map(|(_, t)| t.randn_like() * 0.1).collect())
+        .map(|_| {
+            initial[..4]
+                .iter()
+                .map(|(_, t)| t.randn_like() * 0.1)
+                .collect()
+        })
         .collect();
     let params = parameters(&initial);
     let mut optimizer = Optimizer::with_settings(kind, momentum, weight_decay, handles(&params));

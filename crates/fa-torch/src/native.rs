@@ -46,10 +46,8 @@ extern "C" {
         other: *const *mut C_tensor,
         count: c_int,
     ) -> c_int;
-    fn fa_foreach_copy(list: *const *mut C_tensor, count: c_int, out: *mut *mut C_tensor)
-        -> c_int;
-    fn fa_foreach_norm(list: *const *mut C_tensor, count: c_int, out: *mut *mut C_tensor)
-        -> c_int;
+    fn fa_foreach_copy(list: *const *mut C_tensor, count: c_int, out: *mut *mut C_tensor) -> c_int;
+    fn fa_foreach_norm(list: *const *mut C_tensor, count: c_int, out: *mut *mut C_tensor) -> c_int;
     fn fa_cuda_peak_bytes(index: c_int) -> i64;
 }
 
@@ -127,7 +125,11 @@ pub fn foreach_mul_scalar_(list: &[&Tensor], scalar: f64) {
 
 /// `list[i] *= other[i]` in place; `other[i]` may be a 0-D tensor.
 pub fn foreach_mul_list_(list: &[&Tensor], other: &[&Tensor]) {
-    assert_eq!(list.len(), other.len(), "foreach lists of different lengths");
+    assert_eq!(
+        list.len(),
+        other.len(),
+        "foreach lists of different lengths"
+    );
     // SAFETY: as for `foreach_mul_scalar_`.
     let ok = unsafe {
         fa_foreach_mul_list_(
@@ -141,7 +143,11 @@ pub fn foreach_mul_list_(list: &[&Tensor], other: &[&Tensor]) {
 
 /// `list[i] + other[i]` for every `i`.
 pub fn foreach_add_list(list: &[&Tensor], other: &[&Tensor]) -> Vec<Tensor> {
-    assert_eq!(list.len(), other.len(), "foreach lists of different lengths");
+    assert_eq!(
+        list.len(),
+        other.len(),
+        "foreach lists of different lengths"
+    );
     let mut out = vec![std::ptr::null_mut(); list.len()];
     // SAFETY: `out` has room for one pointer per input tensor.
     let ok = unsafe {
@@ -158,7 +164,11 @@ pub fn foreach_add_list(list: &[&Tensor], other: &[&Tensor]) -> Vec<Tensor> {
 
 /// `list[i] += other[i]` in place.
 pub fn foreach_add_list_(list: &[&Tensor], other: &[&Tensor]) {
-    assert_eq!(list.len(), other.len(), "foreach lists of different lengths");
+    assert_eq!(
+        list.len(),
+        other.len(),
+        "foreach lists of different lengths"
+    );
     // SAFETY: as for `foreach_mul_scalar_`.
     let ok = unsafe {
         fa_foreach_add_list_(
@@ -172,7 +182,11 @@ pub fn foreach_add_list_(list: &[&Tensor], other: &[&Tensor]) {
 
 /// `list[i] -= other[i]` in place.
 pub fn foreach_sub_list_(list: &[&Tensor], other: &[&Tensor]) {
-    assert_eq!(list.len(), other.len(), "foreach lists of different lengths");
+    assert_eq!(
+        list.len(),
+        other.len(),
+        "foreach lists of different lengths"
+    );
     // SAFETY: as for `foreach_mul_scalar_`.
     let ok = unsafe {
         fa_foreach_sub_list_(
@@ -212,61 +226,4 @@ pub fn cuda_peak_bytes(device: Device) -> Option<u64> {
     // SAFETY: the shim reads the allocator's statistics and returns -1 without CUDA.
     let peak = unsafe { fa_cuda_peak_bytes(index) };
     u64::try_from(peak).ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tch::Kind;
-
-    #[test]
-    fn channels_last_keeps_shape_and_values_and_changes_strides() {
-        let tensor = Tensor::arange(2 * 3 * 4 * 5, (Kind::Float, Device::Cpu)).view([2, 3, 4, 5]);
-        assert!(!is_channels_last(&tensor));
-        let converted = channels_last(&tensor);
-        assert!(is_channels_last(&converted));
-        assert_eq!(converted.size(), tensor.size());
-        // NHWC in memory: the channel dimension has stride 1.
-        assert_eq!(converted.stride(), [60, 1, 15, 3]);
-        assert!(converted.equal(&tensor));
-        let flat = Tensor::ones([7], (Kind::Float, Device::Cpu));
-        assert!(!is_channels_last(&channels_last(&flat)));
-    }
-
-    #[test]
-    fn foreach_operations_equal_their_per_tensor_counterparts() {
-        tch::manual_seed(3);
-        let a = [Tensor::randn([3, 4], (Kind::Float, Device::Cpu)), Tensor::randn([5], (Kind::Float, Device::Cpu))];
-        let b = [Tensor::randn([3, 4], (Kind::Float, Device::Cpu)), Tensor::randn([5], (Kind::Float, Device::Cpu))];
-        let list_a: Vec<&Tensor> = a.iter().collect();
-        let list_b: Vec<&Tensor> = b.iter().collect();
-        for (i, product) in foreach_mul_scalar(&list_a, 0.3).iter().enumerate() {
-            assert!(product.equal(&(&a[i] * 0.3)));
-        }
-        for (i, sum) in foreach_add_list(&list_a, &list_b).iter().enumerate() {
-            assert!(sum.equal(&(&a[i] + &b[i])));
-        }
-        for (i, norm) in foreach_norm(&list_a).iter().enumerate() {
-            assert_eq!(norm.size(), Vec::<i64>::new());
-            assert!(norm.equal(&a[i].norm()));
-        }
-        let copies = foreach_copy(&list_a);
-        let list_copies: Vec<&Tensor> = copies.iter().collect();
-        foreach_mul_scalar_(&list_copies, 2.0);
-        foreach_add_list_(&list_copies, &list_b);
-        foreach_sub_list_(&list_copies, &list_a);
-        let scales = [Tensor::from(0.5f32), Tensor::from(-2.0f32)];
-        foreach_mul_list_(&list_copies, &scales.iter().collect::<Vec<_>>());
-        for i in 0..2 {
-            let expected = ((&a[i] * 2.0 + &b[i]) - &a[i]) * &scales[i];
-            assert!(copies[i].equal(&expected), "tensor {i}");
-            // The copies are new storage: the originals are unchanged.
-            assert!(!copies[i].equal(&a[i]));
-        }
-    }
-
-    #[test]
-    fn no_cuda_peak_on_the_cpu() {
-        assert_eq!(cuda_peak_bytes(Device::Cpu), None);
-    }
 }

@@ -247,7 +247,8 @@ impl Optimizer {
             let active: Vec<usize> = (0..self.slots.len())
                 .filter(|&index| grads[index].is_some())
                 .collect();
-            let grad_of = |index: usize| grads[index].as_ref().expect("active slots have a gradient");
+            let grad_of =
+                |index: usize| grads[index].as_ref().expect("active slots have a gradient");
             let decay_of = |index: usize| {
                 if self.slots[index].decayed {
                     weight_decay
@@ -264,7 +265,8 @@ impl Optimizer {
                     decayed.iter().map(|&i| &self.slots[i].parameter).collect();
                 let products = native::foreach_mul_scalar(&parameters, weight_decay);
                 let gradients: Vec<&Tensor> = decayed.iter().map(|&i| grad_of(i)).collect();
-                let sums = native::foreach_add_list(&gradients, &products.iter().collect::<Vec<_>>());
+                let sums =
+                    native::foreach_add_list(&gradients, &products.iter().collect::<Vec<_>>());
                 for (&index, sum) in decayed.iter().zip(sums) {
                     directions[index] = Some(sum);
                 }
@@ -294,11 +296,19 @@ impl Optimizer {
                     let parameter_norms = Tensor::stack(&native::foreach_norm(&parameters), 0);
                     let grad_norms = Tensor::stack(&native::foreach_norm(&gradients), 0);
                     // Element by element the same operations as `lars_scale`, on a vector.
-                    let scales =
-                        lars_scale_of_norms(&parameter_norms, &grad_norms, trust, weight_decay, clip, lr)
-                            .unbind(0);
-                    let targets: Vec<Tensor> =
-                        adapted.iter().map(|&i| direction_of(&directions, i)).collect();
+                    let scales = lars_scale_of_norms(
+                        &parameter_norms,
+                        &grad_norms,
+                        trust,
+                        weight_decay,
+                        clip,
+                        lr,
+                    )
+                    .unbind(0);
+                    let targets: Vec<Tensor> = adapted
+                        .iter()
+                        .map(|&i| direction_of(&directions, i))
+                        .collect();
                     native::foreach_mul_list_(
                         &targets.iter().collect::<Vec<_>>(),
                         &scales.iter().collect::<Vec<_>>(),
@@ -327,7 +337,8 @@ impl Optimizer {
             }
             if !accumulated.is_empty() {
                 let buffers: Vec<&Tensor> = accumulated.iter().map(|(buffer, _)| buffer).collect();
-                let added: Vec<&Tensor> = accumulated.iter().map(|(_, direction)| direction).collect();
+                let added: Vec<&Tensor> =
+                    accumulated.iter().map(|(_, direction)| direction).collect();
                 native::foreach_mul_scalar_(&buffers, momentum);
                 native::foreach_add_list_(&buffers, &added);
             }

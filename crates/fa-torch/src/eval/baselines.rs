@@ -39,9 +39,7 @@ pub(crate) fn cache_folder() -> Option<PathBuf> {
         None => std::env::var_os("XDG_CACHE_HOME")
             .filter(|value| !value.is_empty())
             .map(|value| PathBuf::from(value).join("fa"))
-            .or_else(|| {
-                std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache/fa"))
-            }),
+            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache/fa"))),
     }
 }
 
@@ -58,7 +56,9 @@ pub(crate) fn key(model: &Model, data: &DeviceData, test: &DeviceData, device: D
         map.insert("eval".into(), serde_json::json!({ "knn": knn }));
     }
     let mut hasher = Sha256::new();
-    hasher.update(format!("fa baselines {CACHE_VERSION} run format {FORMAT_VERSION}\n"));
+    hasher.update(format!(
+        "fa baselines {CACHE_VERSION} run format {FORMAT_VERSION}\n"
+    ));
     hasher.update(if device.is_cuda() { "cuda\n" } else { "cpu\n" });
     hasher.update(identity.to_string());
     for split in [data, test] {

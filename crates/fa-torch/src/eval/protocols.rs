@@ -64,8 +64,7 @@ fn backbone_features(network: &Network, images: &Tensor, augmenter: &Augmenter) 
         while start < len {
             let end = (start + chunk).min(len);
             let batch = augmenter.eval_transform(&images.narrow(0, start, end - start));
-            let features =
-                precision::forward(device.is_cuda(), || network.backbone(&batch));
+            let features = precision::forward(device.is_cuda(), || network.backbone(&batch));
             parts.push(features.to_kind(Kind::Float));
             start = end;
         }
