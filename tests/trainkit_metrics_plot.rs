@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use fa_torch::plot::{plot_runs, PlotError, PLOT_HEIGHT, PLOT_WIDTH};
+use fa_torch::train::memory::PeakMemory;
 use fa_torch::train::metrics::{read_metrics, MetricsError, MetricsWriter, Record};
 
 fn step(step: u64, loss: f64) -> Record {
@@ -32,6 +33,10 @@ fn epoch(epoch: u64, knn: Option<f64>) -> Record {
         nn_label_match: None,
         knn_top1: knn,
         seconds: 12.0,
+        peak_memory: (epoch == 1).then_some(PeakMemory {
+            rss_mib: Some(812.5),
+            cuda_mib: None,
+        }),
     }
 }
 
@@ -60,6 +65,10 @@ fn records_round_trip_through_json_lines() {
             random_init_knn_top1: Some(30.2),
             random_init_linear_top1: None,
             pixels_knn_top1: Some(35.0),
+            peak_memory: Some(PeakMemory {
+                rss_mib: Some(900.0),
+                cuda_mib: Some(2048.0),
+            }),
         },
     ];
     let mut writer = MetricsWriter::open(&path).unwrap();

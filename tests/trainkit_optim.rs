@@ -368,3 +368,88 @@ fn load_state_refuses_buffers_of_another_model() {
         "{message}"
     );
 }
+
+/// Runs four steps of an optimiser of `kind` on float32 parameters with random gradients,
+/// the last parameter never given one, and returns the parameters and the momentum buffers
+/// after each step.
+fn trajectory(
+    kind: OptimKind,
+    momentum: f64,
+    weight_decay: f64,
+    multi_tensor: bool,
+) -> Vec<Vec<(String, Tensor)>> {
+    let device = tch::Device::Cpu;
+    tch::manual_seed(21);
+    let initial = [
+        (
+            "conv.weight",
+            Tensor::randn([8, 3, 3, 3], (Kind::Float, device)),
+        ),
+        ("bn.weight", Tensor::randn([8], (Kind::Float, device))),
+        ("fc.weight", Tensor::randn([5, 8], (Kind::Float, device))),
+        ("fc.bias", Tensor::zeros([5], (Kind::Float, device))),
+        (
+            "unused.weight",
+            Tensor::randn([2, 2], (Kind::Float, device)),
+        ),
+    ];
+    // No gradient for the last parameter (`set_gradients` zips the shorter list).
+    let grads: Vec<Vec<Tensor>> = (0..4)
+        .map(|_| {
+            initial[..4]
+                .iter()
+                .map(|(_, t)| t.randn_like() * 0.1)
+                .collect()
+        })
+        .collect();
+    let params = parameters(&initial);
+    let mut optimizer = Optimizer::with_settings(kind, momentum, weight_decay, handles(&params));
+    optimizer.set_multi_tensor(multi_tensor);
+    assert_eq!(optimizer.multi_tensor(), multi_tensor);
+    let mut seen = Vec::new();
+    for (step, step_grads) in grads.iter().enumerate() {
+        set_gradients(&mut optimizer, &params, step_grads);
+        optimizer.step(0.05 * (step + 1) as f64);
+        let mut snapshot: Vec<(String, Tensor)> = params
+            .iter()
+            .map(|(name, tensor)| (name.clone(), tensor.detach().copy()))
+            .collect();
+        snapshot.extend(optimizer.state());
+        seen.push(snapshot);
+    }
+    seen
+}
+
+#[test]
+fn the_multi_tensor_step_equals_the_per_parameter_step_bit_for_bit() {
+    let kinds = [
+        OptimKind::Sgd,
+        OptimKind::Lars {
+            trust: 0.02,
+            clip: false,
+        },
+        OptimKind::Lars {
+            trust: 0.001,
+            clip: true,
+        },
+    ];
+    for kind in kinds {
+        for (momentum, weight_decay) in [(0.9, 5e-4), (0.0, 1e-2), (0.9, 0.0)] {
+            let foreach = trajectory(kind, momentum, weight_decay, true);
+            let per_parameter = trajectory(kind, momentum, weight_decay, false);
+            assert_eq!(foreach.len(), per_parameter.len());
+            for (step, (a, b)) in foreach.iter().zip(&per_parameter).enumerate() {
+                let names_a: Vec<&String> = a.iter().map(|(name, _)| name).collect();
+                let names_b: Vec<&String> = b.iter().map(|(name, _)| name).collect();
+                assert_eq!(names_a, names_b, "{kind:?} step {step}: different buffers");
+                for ((name, x), (_, y)) in a.iter().zip(b) {
+                    assert!(
+                        x.equal(y),
+                        "{kind:?} μ {momentum} wd {weight_decay} step {step}: {name} differs by {}",
+                        (x - y).abs().max().double_value(&[])
+                    );
+                }
+            }
+        }
+    }
+}

@@ -58,12 +58,15 @@ fn commit() -> String {
 }
 
 /// Compiles the C++ shim: `csrc/autocast.cpp`, which sets the CUDA autocast dtype (bfloat16)
-/// that tch does not expose, and `csrc/dist.cpp`, c10d's Gloo process group and collectives
-/// (`src/dist/`). The wheel lacks Gloo's own headers, which c10d's Gloo header includes;
-/// Debian's `libgloo-dev` provides them (`./dev` installs it).
+/// that tch does not expose; `csrc/dist.cpp`, c10d's Gloo process group and collectives
+/// (`src/dist/`); and `csrc/perf.cpp` (channels_last, the multi-tensor operations, CUDA peak
+/// memory). The wheel lacks Gloo's own headers, which c10d's Gloo header includes; Debian's
+/// `libgloo-dev` provides them (`./dev` installs it).
 fn compile_shim(lib: &str) {
-    println!("cargo:rerun-if-changed=csrc/autocast.cpp");
-    println!("cargo:rerun-if-changed=csrc/dist.cpp");
+    const FILES: [&str; 3] = ["csrc/autocast.cpp", "csrc/dist.cpp", "csrc/perf.cpp"];
+    for file in FILES {
+        println!("cargo:rerun-if-changed={file}");
+    }
     let root = std::path::Path::new(lib)
         .parent()
         .expect("libtorch's lib folder has a parent");
@@ -74,8 +77,7 @@ fn compile_shim(lib: &str) {
     }
     cc::Build::new()
         .cpp(true)
-        .file("csrc/autocast.cpp")
-        .file("csrc/dist.cpp")
+        .files(FILES)
         .include(root.join("include"))
         .include(root.join("include/torch/csrc/api/include"))
         .flag("-std=c++17")

@@ -13,6 +13,7 @@ pub mod dist;
 pub mod eval;
 pub mod export;
 pub mod lower;
+pub mod native;
 pub mod optim;
 pub mod plot;
 pub mod report;

@@ -1,5 +1,12 @@
 //! SGD with momentum and LARS, written here because tch's optimisers cannot save their state.
 //!
+//! Each step runs either per parameter (a few kernels for every tensor) or with libtorch's
+//! multi-tensor `_foreach_*` operations through the C++ shim ([`crate::native`]), which on a
+//! GPU fuses the same arithmetic over all parameters into a few launches. Both paths apply
+//! the same operations in the same order, so they agree bit for bit on the CPU (where the
+//! `_foreach_*` operations run tensor by tensor; tested in `tests/trainkit_optim.rs`). The
+//! multi-tensor path is the default; `FA_OPTIM_FOREACH=0` selects the per-parameter one.
+//!
 //! Both optimisers keep one momentum buffer per parameter, exposed through
 //! [`Optimizer::state`] and [`Optimizer::load_state`] so that a checkpoint holds everything
 //! needed to resume bit for bit. The learning rate is passed to every [`Optimizer::step`]:
@@ -14,6 +21,7 @@
 
 use tch::{Kind, Tensor};
 
+use crate::native;
 use crate::train::checkpoint::{CheckpointError, TensorMismatch};
 use fa_lang::ir::{OptimConfig, OptimKind};
 
@@ -39,6 +47,13 @@ pub struct Optimizer {
     momentum: f64,
     weight_decay: f64,
     slots: Vec<Slot>,
+    /// Whether [`Optimizer::step`] uses the multi-tensor operations.
+    multi_tensor: bool,
+}
+
+/// Whether new optimisers use the multi-tensor path: yes unless `FA_OPTIM_FOREACH` is `0`.
+fn multi_tensor_default() -> bool {
+    std::env::var("FA_OPTIM_FOREACH").map_or(true, |value| value.trim() != "0")
 }
 
 impl Optimizer {
@@ -75,7 +90,19 @@ impl Optimizer {
             momentum,
             weight_decay,
             slots,
+            multi_tensor: multi_tensor_default(),
         }
+    }
+
+    /// Chooses the multi-tensor (`true`) or the per-parameter step (see the module
+    /// documentation); the results are the same.
+    pub fn set_multi_tensor(&mut self, multi_tensor: bool) {
+        self.multi_tensor = multi_tensor;
+    }
+
+    /// Whether [`Optimizer::step`] uses the multi-tensor operations.
+    pub fn multi_tensor(&self) -> bool {
+        self.multi_tensor
     }
 
     /// Names of the parameters that get weight decay and LARS adaptation, in order.
@@ -156,6 +183,15 @@ impl Optimizer {
     ///
     /// Parameters without a gradient are left alone, buffer included.
     pub fn step(&mut self, lr: f64) {
+        if self.multi_tensor {
+            self.step_multi_tensor(lr);
+        } else {
+            self.step_per_parameter(lr);
+        }
+    }
+
+    /// [`Optimizer::step`] one parameter at a time.
+    fn step_per_parameter(&mut self, lr: f64) {
         let momentum = self.momentum;
         let weight_decay = self.weight_decay;
         let kind = self.kind;
@@ -192,6 +228,126 @@ impl Optimizer {
                     }
                 };
                 let _ = slot.parameter.g_sub_(&(update * lr));
+            }
+        });
+    }
+
+    /// [`Optimizer::step`] with the multi-tensor operations: the same arithmetic as
+    /// [`Optimizer::step_per_parameter`], in the same order, over lists of tensors.
+    fn step_multi_tensor(&mut self, lr: f64) {
+        let momentum = self.momentum;
+        let weight_decay = self.weight_decay;
+        let kind = self.kind;
+        tch::no_grad(|| {
+            let grads: Vec<Option<Tensor>> = self
+                .slots
+                .iter()
+                .map(|slot| Some(slot.parameter.grad()).filter(Tensor::defined))
+                .collect();
+            let active: Vec<usize> = (0..self.slots.len())
+                .filter(|&index| grads[index].is_some())
+                .collect();
+            let grad_of =
+                |index: usize| grads[index].as_ref().expect("active slots have a gradient");
+            let decay_of = |index: usize| {
+                if self.slots[index].decayed {
+                    weight_decay
+                } else {
+                    0.0
+                }
+            };
+            // d = g + wd·p where wd ≠ 0 (all parameters share one wd), else a copy of g.
+            let mut directions: Vec<Option<Tensor>> = self.slots.iter().map(|_| None).collect();
+            let (decayed, plain): (Vec<usize>, Vec<usize>) =
+                active.iter().partition(|&&index| decay_of(index) != 0.0);
+            if !decayed.is_empty() {
+                let parameters: Vec<&Tensor> =
+                    decayed.iter().map(|&i| &self.slots[i].parameter).collect();
+                let products = native::foreach_mul_scalar(&parameters, weight_decay);
+                let gradients: Vec<&Tensor> = decayed.iter().map(|&i| grad_of(i)).collect();
+                let sums =
+                    native::foreach_add_list(&gradients, &products.iter().collect::<Vec<_>>());
+                for (&index, sum) in decayed.iter().zip(sums) {
+                    directions[index] = Some(sum);
+                }
+            }
+            if !plain.is_empty() {
+                let gradients: Vec<&Tensor> = plain.iter().map(|&i| grad_of(i)).collect();
+                for (&index, copy) in plain.iter().zip(native::foreach_copy(&gradients)) {
+                    directions[index] = Some(copy);
+                }
+            }
+            let direction_of = |directions: &[Option<Tensor>], index: usize| {
+                directions[index]
+                    .as_ref()
+                    .expect("every active slot has a direction")
+                    .shallow_clone()
+            };
+            if let OptimKind::Lars { trust, clip } = kind {
+                let adapted: Vec<usize> = active
+                    .iter()
+                    .copied()
+                    .filter(|&index| self.slots[index].decayed)
+                    .collect();
+                if !adapted.is_empty() {
+                    let parameters: Vec<&Tensor> =
+                        adapted.iter().map(|&i| &self.slots[i].parameter).collect();
+                    let gradients: Vec<&Tensor> = adapted.iter().map(|&i| grad_of(i)).collect();
+                    let parameter_norms = Tensor::stack(&native::foreach_norm(&parameters), 0);
+                    let grad_norms = Tensor::stack(&native::foreach_norm(&gradients), 0);
+                    // Element by element the same operations as `lars_scale`, on a vector.
+                    let scales = lars_scale_of_norms(
+                        &parameter_norms,
+                        &grad_norms,
+                        trust,
+                        weight_decay,
+                        clip,
+                        lr,
+                    )
+                    .unbind(0);
+                    let targets: Vec<Tensor> = adapted
+                        .iter()
+                        .map(|&i| direction_of(&directions, i))
+                        .collect();
+                    native::foreach_mul_list_(
+                        &targets.iter().collect::<Vec<_>>(),
+                        &scales.iter().collect::<Vec<_>>(),
+                    );
+                }
+            }
+            // The momentum buffers: buf = μ·buf + d where a buffer exists, else buf = d.
+            let mut updates: Vec<Tensor> = Vec::with_capacity(active.len());
+            let mut accumulated: Vec<(Tensor, Tensor)> = Vec::new();
+            for &index in &active {
+                let direction = direction_of(&directions, index);
+                let slot = &mut self.slots[index];
+                match &slot.buffer {
+                    Some(buffer) if momentum != 0.0 => {
+                        accumulated.push((buffer.shallow_clone(), direction));
+                        updates.push(buffer.shallow_clone());
+                    }
+                    Some(_) => updates.push(direction),
+                    None => {
+                        if momentum != 0.0 {
+                            slot.buffer = Some(direction.shallow_clone());
+                        }
+                        updates.push(direction);
+                    }
+                }
+            }
+            if !accumulated.is_empty() {
+                let buffers: Vec<&Tensor> = accumulated.iter().map(|(buffer, _)| buffer).collect();
+                let added: Vec<&Tensor> =
+                    accumulated.iter().map(|(_, direction)| direction).collect();
+                native::foreach_mul_scalar_(&buffers, momentum);
+                native::foreach_add_list_(&buffers, &added);
+            }
+            if !active.is_empty() {
+                // p −= lr·buf
+                let steps = native::foreach_mul_scalar(&updates.iter().collect::<Vec<_>>(), lr);
+                let parameters: Vec<&Tensor> =
+                    active.iter().map(|&i| &self.slots[i].parameter).collect();
+                native::foreach_sub_list_(&parameters, &steps.iter().collect::<Vec<_>>());
             }
         });
     }
@@ -266,9 +422,20 @@ fn lars_scale(
     clip: bool,
     lr: f64,
 ) -> Tensor {
-    let parameter_norm = parameter.norm();
-    let grad_norm = grad.norm();
-    let local = (&parameter_norm * trust) / (&grad_norm + &parameter_norm * decay);
+    lars_scale_of_norms(&parameter.norm(), &grad.norm(), trust, decay, clip, lr)
+}
+
+/// [`lars_scale`] from the norms: 0-D tensors for one parameter, or vectors of one entry per
+/// parameter (the multi-tensor path), element by element the same operations.
+fn lars_scale_of_norms(
+    parameter_norm: &Tensor,
+    grad_norm: &Tensor,
+    trust: f64,
+    decay: f64,
+    clip: bool,
+    lr: f64,
+) -> Tensor {
+    let local = (parameter_norm * trust) / (grad_norm + parameter_norm * decay);
     let local = if clip {
         if lr > 0.0 {
             (local / lr).clamp_max(1.0)

@@ -6,6 +6,7 @@
 //! `protocols.rs` computes those features and runs both, at the end of training and for
 //! `fa eval` (`run.rs`).
 
+mod baselines;
 mod knn;
 mod linear;
 pub(crate) mod protocols;

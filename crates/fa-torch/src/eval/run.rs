@@ -92,6 +92,7 @@ pub fn evaluate_run(
         ..Summary::default()
     };
     evaluate(&evaluator, &data, &test, device, &mut summary)?;
+    summary.peak_memory = Some(crate::train::memory::PeakMemory::now(device));
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
 }

@@ -505,14 +505,37 @@ impl Layer {
         }
     }
 
+    /// Convolutional encoders take their images channels_last (see [`channels_last_input`]).
+    ///
     /// # Shapes
     /// See the module kinds: images to `[N, D]`, or `[N, input]` to `[N, D]`.
     pub fn forward(&self, xs: &Tensor, train: bool) -> Tensor {
         match self {
-            Layer::ResNet(module) => module.forward(xs, train),
-            Layer::ConvNet(module) => module.forward(xs, train),
+            Layer::ResNet(module) => module.forward(&channels_last_input(xs), train),
+            Layer::ConvNet(module) => module.forward(&channels_last_input(xs), train),
             Layer::Mlp(module) => module.forward(xs, train),
         }
+    }
+}
+
+/// A convolutional encoder's input in the channels_last memory format, unless
+/// `FA_CHANNELS_LAST=0` (read once per process) keeps the default layout for a comparison.
+///
+/// Feeding the first convolution a channels_last batch is enough: libtorch's oneDNN (CPU) and
+/// cuDNN (GPU) convolutions then run in that layout and return their outputs in it, batch
+/// norm, ReLU, pooling and the residual sums keep it, and the weights stay in their stored
+/// layout (the kernels reorder them), so checkpoints, EMA copies and the optimiser state are
+/// unchanged. Results differ from the default layout only by rounding (the kernels sum in
+/// another order).
+pub fn channels_last_input(xs: &Tensor) -> Tensor {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let enabled = *ENABLED.get_or_init(|| {
+        std::env::var("FA_CHANNELS_LAST").map_or(true, |value| value.trim() != "0")
+    });
+    if enabled {
+        crate::native::channels_last(xs)
+    } else {
+        xs.shallow_clone()
     }
 }
 

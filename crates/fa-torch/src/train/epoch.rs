@@ -2,6 +2,7 @@
 
 use std::time::Instant;
 
+use crate::train::memory::PeakMemory;
 use crate::train::metrics::Record;
 use crate::train::step::StepOutcome;
 
@@ -56,7 +57,12 @@ impl EpochStats {
         }
     }
 
-    pub(crate) fn finish(&mut self, epoch: u64, knn_top1: Option<f64>) -> Record {
+    pub(crate) fn finish(
+        &mut self,
+        epoch: u64,
+        knn_top1: Option<f64>,
+        peak_memory: PeakMemory,
+    ) -> Record {
         let steps = self.steps.max(1) as f64;
         let collapse = self.collapse / steps;
         self.last_collapse = Some(collapse);
@@ -67,6 +73,7 @@ impl EpochStats {
             nn_label_match: (self.nn_steps > 0).then(|| self.nn_match / self.nn_steps as f64),
             knn_top1,
             seconds: self.started.map_or(0.0, |s| s.elapsed().as_secs_f64()),
+            peak_memory: Some(peak_memory),
         };
         let last = self.last_collapse;
         *self = EpochStats {

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::train::memory::PeakMemory;
+
 /// One line of `metrics.jsonl`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -55,6 +57,9 @@ pub enum Record {
         knn_top1: Option<f64>,
         #[serde(with = "nullable")]
         seconds: f64,
+        /// The process's peak memory so far.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peak_memory: Option<PeakMemory>,
     },
     /// A final or on-demand evaluation; accuracies in percent.
     Eval {
@@ -76,6 +81,9 @@ pub enum Record {
         /// kNN on raw pixels.
         #[serde(default)]
         pixels_knn_top1: Option<f64>,
+        /// The process's peak memory after the evaluation.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peak_memory: Option<PeakMemory>,
     },
 }
 

@@ -11,6 +11,7 @@ pub(crate) mod device_data;
 mod epoch;
 pub(crate) mod error;
 pub mod interrupt;
+pub mod memory;
 pub mod metrics;
 pub mod precision;
 mod progress;

@@ -90,6 +90,7 @@ impl Progress {
             nn_label_match,
             knn_top1,
             seconds,
+            ..
         } = record
         else {
             return;

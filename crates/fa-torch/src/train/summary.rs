@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::eval::Accuracy;
+use crate::train::memory::PeakMemory;
 
 /// What a finished run reports (and what `summary.json` holds; fields a file lacks read as
 /// their defaults).
@@ -25,4 +26,6 @@ pub struct Summary {
     pub linear: Option<Accuracy>,
     pub random_init_knn: Option<Accuracy>,
     pub pixels_knn: Option<Accuracy>,
+    /// The command's peak memory (host resident set, CUDA allocator), taken at the end.
+    pub peak_memory: Option<PeakMemory>,
 }

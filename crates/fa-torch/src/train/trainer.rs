@@ -17,6 +17,7 @@ use crate::train::device_data::{load_split, load_test, DeviceData};
 use crate::train::epoch::{collapse_warning, EpochStats};
 use crate::train::error::io;
 use crate::train::interrupt;
+use crate::train::memory::PeakMemory;
 use crate::train::metrics::{MetricsWriter, Record};
 use crate::train::precision;
 use crate::train::progress::{LogFormat, Progress};
@@ -542,7 +543,8 @@ fn train_prepared(
             } else {
                 None
             };
-            let record = epoch_stats.finish(finished_epoch, knn_top1);
+            let peak = PeakMemory::now(options.device);
+            let record = epoch_stats.finish(finished_epoch, knn_top1, peak);
             progress.epoch(&record);
             if let (
                 Record::Epoch {
@@ -612,8 +614,10 @@ fn train_prepared(
             linear_top5: summary.linear.map(|a| a.top5),
             random_init_knn_top1: summary.random_init_knn.map(|a| a.top1),
             pixels_knn_top1: summary.pixels_knn.map(|a| a.top1),
+            peak_memory: Some(PeakMemory::now(options.device)),
         })?;
     }
+    summary.peak_memory = Some(PeakMemory::now(options.device));
     summary.seconds = started.elapsed().as_secs_f64();
     if !leads {
         return Ok(summary);
