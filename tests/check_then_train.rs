@@ -276,6 +276,7 @@ fn every_generated_model_that_checks_trains_one_step() {
             max_steps: Some(1),
             skip_eval: true,
             source: fa_torch::train::stored_model::to_json(valid.model()),
+            tensorboard: false,
         };
         let summary = fa_torch::train::train(valid, &options);
         prop_assert!(summary.is_ok(), "{text}\n{:?}", summary.err());

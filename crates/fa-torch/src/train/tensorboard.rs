@@ -519,6 +519,8 @@ mod tests {
             ema_momentum: Some(0.99),
             images_per_s: 100.0,
             grad_norm: None,
+            collapse_std: None,
+            nn_label_match: None,
         };
         let (step, values) = scalars(&record, 10);
         assert_eq!(step, 3);
@@ -564,6 +566,8 @@ mod tests {
             ema_momentum: None,
             images_per_s: 1.0,
             grad_norm: None,
+            collapse_std: None,
+            nn_label_match: None,
         };
         let mut writer = EventsWriter::open(run.path(), None, 4).unwrap();
         for number in 1..=6 {
