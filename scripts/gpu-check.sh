@@ -139,15 +139,25 @@ os.replace(path + ".tmp", path)
 EOF
 }
 
-# Runs a command with a time limit, its output in logs/NAME.log; returns its status.
+# Runs a command with a time limit, its output in logs/NAME.log; returns its status. The
+# command runs in the background so that a signal to this script (a job's time limit) stops
+# it too, through the trap below, rather than leaving it running.
+child=""
+trap 'if [ -n "$child" ]; then kill "$child" 2>/dev/null; fi; exit 143' TERM INT HUP
 run() {
-    local name="$1" limit="$2"
+    local name="$1" limit="$2" status
     shift 2
-    timeout --kill-after=10 "$limit" "$@" > "$out/logs/$name.log" 2>&1
+    timeout --kill-after=10 "$limit" "$@" > "$out/logs/$name.log" 2>&1 &
+    child=$!
+    wait "$child"
+    status=$?
+    child=""
+    return "$status"
 }
 
 # fa's training step: median images/s and ms/step of the steps after the warm-up, from the
-# run's metrics.jsonl; prints a JSON object (or {"error": ...}).
+# run's metrics.jsonl, as a JSON object (or {"error": ...}) in logs/NAME.json. Long commands
+# run in this shell, never inside $(...), so that the trap above can stop them.
 fa_step() {
     local name="$1" limit="$2" file="$3"
     shift 3
@@ -157,7 +167,7 @@ fa_step() {
         --data-root "$data_root" --out "$run_dir" --log-format plain --no-eval \
         --max-steps $((warmup + steps)) --precision "$precision" \
         --set data.batch=$batch "$@"; then
-        "$python" - "$run_dir" "$warmup" "$batch" <<'EOF'
+        "$python" - "$run_dir" "$warmup" "$batch" > "$out/logs/$name.json" <<'EOF'
 import json, statistics, sys
 run, warmup, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 records = [json.loads(line) for line in open(f"{run}/metrics.jsonl") if line.strip()]
@@ -168,21 +178,23 @@ print(json.dumps({"images_per_s": rate, "ms_per_step": 1000 * batch / rate,
                   "peak_memory": summary.get("peak_memory"), "steps": len(steps)}))
 EOF
     else
-        echo "{\"error\": \"exit $? (logs/$name.log)\"}"
+        echo "{\"error\": \"exit $? (logs/$name.log)\"}" > "$out/logs/$name.json"
     fi
 }
 
+# One PyTorch loop's figures, as a JSON object in logs/NAME.json.
 torch_loop() {
     local name="$1" limit="$2"
     shift 2
     if run "$name" "$limit" "$python" "$here/torch_loops.py" --train "$data_root/cifar10/train.tar.gz" \
         --limit "$limit_images" --device "$device" --batch "$batch" --bank "$bank" \
         --steps "$python_steps" --warmup 2 --precision "$precision" "$@"; then
-        tail -n 1 "$out/logs/$name.log"
+        tail -n 1 "$out/logs/$name.log" > "$out/logs/$name.json"
     else
-        echo "{\"error\": \"exit $? (logs/$name.log)\"}"
+        echo "{\"error\": \"exit $? (logs/$name.log)\"}" > "$out/logs/$name.json"
     fi
 }
+result() { cat "$out/logs/$1.json"; }
 limit_images=$limit
 
 # --- fa doctor
@@ -198,12 +210,16 @@ record doctor "$("$python" -c 'import json, sys; print(json.dumps({"status": sys
 } >> "$markdown"
 
 # --- Training step: fa against the PyTorch loops
-fa_result=$(fa_step step-fa "$step_limit" "$model" --set fa=nn)
-typical=$(torch_loop step-typical "$step_limit" --loop typical)
-expert=$(torch_loop step-expert "$step_limit" --loop expert)
+fa_step step-fa "$step_limit" "$model" --set fa=nn
+torch_loop step-typical "$step_limit" --loop typical
+torch_loop step-expert "$step_limit" --loop expert
+fa_result=$(result step-fa)
+typical=$(result step-typical)
+expert=$(result step-expert)
 compiled='{"skipped": "small mode"}'
 if [ "$compile_too" = 1 ]; then
-    compiled=$(torch_loop step-expert-compile "$((step_limit + 60))" --loop expert --compile)
+    torch_loop step-expert-compile "$((step_limit + 60))" --loop expert --compile
+    compiled=$(result step-expert-compile)
 fi
 record step "{\"batch\": $batch, \"precision\": \"$precision\", \"fa\": $fa_result, \"typical\": $typical, \"expert\": $expert, \"expert_compile\": $compiled}"
 "$python" - "$json" "$batch" "$precision" >> "$markdown" <<'EOF'
@@ -228,14 +244,16 @@ EOF
 
 # --- NN-FA share of fa's step
 # The bank size is not a --set key: a copy of the model folder with the nn cell's bank changed.
-share_rows="\"none\": $(fa_step share-none "$step_limit" "$model" --set fa=none)"
+fa_step share-none "$step_limit" "$model" --set fa=none
+share_rows="\"none\": $(result share-none)"
 for size in $banks; do
     mkdir -p "$out/models/bank-$size"
     cp "$root/models/cifar10/"*.fa "$out/models/bank-$size/"
     sed -i "s/^  nn: fa nn(bank: 16384,/  nn: fa nn(bank: $size,/" "$out/models/bank-$size/parallel_predictor.fa"
     grep -q "nn(bank: $size," "$out/models/bank-$size/parallel_predictor.fa" \
         || echo "gpu-check: the nn cell of $model no longer reads 'nn: fa nn(bank: 16384,'" >&2
-    share_rows="$share_rows, \"nn_$size\": $(fa_step "share-nn-$size" "$step_limit" "$out/models/bank-$size/parallel_predictor.fa" --set fa=nn)"
+    fa_step "share-nn-$size" "$step_limit" "$out/models/bank-$size/parallel_predictor.fa" --set fa=nn
+    share_rows="$share_rows, \"nn_$size\": $(result "share-nn-$size")"
 done
 record nn_share "{$share_rows}"
 "$python" - "$json" >> "$markdown" <<'EOF'
