@@ -33,6 +33,7 @@ fn tiny_run(out: &Path, seed: &str) -> Summary {
         max_steps: Some(2),
         skip_eval: false,
         source: "{}".into(),
+        tensorboard: false,
     };
     train(&valid, &options).unwrap_or_else(|error| panic!("training failed: {error}"))
 }

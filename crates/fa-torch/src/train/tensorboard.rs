@@ -175,12 +175,17 @@ pub fn scalars(record: &Record, steps_per_epoch: u64) -> (u64, Vec<(String, Valu
             nn_label_match,
             knn_top1,
             seconds,
+            peak_memory,
         } => {
             put("epoch/loss".into(), Some(*loss));
             put("epoch/seconds".into(), Some(*seconds));
             put("collapse/std".into(), *collapse_std);
             put("collapse/nn_label_match".into(), *nn_label_match);
             put("knn/top1".into(), *knn_top1);
+            if let Some(peak) = peak_memory {
+                put("memory/peak_rss_mib".into(), peak.rss_mib);
+                put("memory/peak_cuda_mib".into(), peak.cuda_mib);
+            }
             epoch * steps_per_epoch
         }
         Record::Eval {
@@ -192,6 +197,7 @@ pub fn scalars(record: &Record, steps_per_epoch: u64) -> (u64, Vec<(String, Valu
             random_init_knn_top1,
             random_init_linear_top1,
             pixels_knn_top1,
+            peak_memory: _,
         } => {
             put(format!("{EVAL_PREFIX}knn_top1"), *knn_top1);
             put(format!("{EVAL_PREFIX}knn_top5"), *knn_top5);
@@ -547,6 +553,7 @@ mod tests {
             nn_label_match: None,
             knn_top1: Some(71.5),
             seconds: 4.0,
+            peak_memory: None,
         };
         let (step, values) = scalars(&epoch, 10);
         assert_eq!(step, 20);
@@ -583,6 +590,7 @@ mod tests {
                 random_init_knn_top1: None,
                 random_init_linear_top1: None,
                 pixels_knn_top1: None,
+                peak_memory: None,
             })
             .unwrap();
         drop(writer);
