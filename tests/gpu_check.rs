@@ -1,19 +1,61 @@
 //! `scripts/gpu-check.sh --small`: the prepared GPU check runs every section on the CPU at
 //! small sizes (fa's step, both PyTorch loops, the NN-FA share, two short pre-trainings with
 //! kNN) and writes its markdown and JSON results.
+//!
+//! It uses CIFAR-10 where the machine has it (`$FA_DATA_ROOT` or `../shared/datasets`);
+//! elsewhere (CI from a clean clone: `./dev` does not install CIFAR-10) it writes archives of
+//! the same layout holding random 32×32 JPEGs, which exercise the same code paths (the
+//! figures of a small run mean nothing either way).
 
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use support::data::cifar10_root;
 use support::process::{stderr, stdout, venv_python};
+
+/// A data root with `cifar10/{train,test}.tar.gz`: the real CIFAR-10 when present, else 64
+/// training and 20 test images per class of random pixels written under `scratch`.
+fn cifar10_or_random(scratch: &Path, python: &Path) -> PathBuf {
+    let candidates = [support::data::data_root(), support::data::shared_datasets()];
+    if let Some(root) = candidates.iter().find(|root| {
+        root.join("cifar10/train.tar.gz").is_file() && root.join("cifar10/test.tar.gz").is_file()
+    }) {
+        return root.clone();
+    }
+    let script = r#"
+import io, os, sys, tarfile, torch
+from torchvision.io import encode_jpeg
+root = sys.argv[1]
+os.makedirs(os.path.join(root, "cifar10"), exist_ok=True)
+generator = torch.Generator().manual_seed(0)
+for split, count in (("train", 64), ("test", 20)):
+    with tarfile.open(os.path.join(root, "cifar10", f"{split}.tar.gz"), "w:gz") as tar:
+        for label in range(10):
+            for index in range(count):
+                image = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8, generator=generator)
+                data = encode_jpeg(image).numpy().tobytes()
+                info = tarfile.TarInfo(f"{split}/class{label}/{index:04d}.jpg")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+"#;
+    let root = scratch.join("random-cifar10");
+    let output = Command::new(python)
+        .args(["-c", script])
+        .arg(&root)
+        .output()
+        .expect("python runs");
+    assert!(output.status.success(), "{}", stderr(&output));
+    root
+}
 
 #[test]
 fn the_gpu_check_runs_every_section_in_small_mode_on_the_cpu() {
     let out = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let python = venv_python();
+    let data_root = cifar10_or_random(scratch.path(), &python);
     let fa_torch = Path::new(env!("CARGO_BIN_EXE_fa-torch"));
     let started = Instant::now();
     let output = Command::new("bash")
@@ -21,8 +63,8 @@ fn the_gpu_check_runs_every_section_in_small_mode_on_the_cpu() {
         .arg(out.path())
         .arg("--small")
         .env("FA_BIN", fa_torch.parent().unwrap())
-        .env("FA_DATA_ROOT", cifar10_root())
-        .env("PYTHON", venv_python())
+        .env("FA_DATA_ROOT", &data_root)
+        .env("PYTHON", &python)
         .env("FA_CACHE_DIR", "off")
         .output()
         .expect("bash runs");

@@ -82,17 +82,6 @@ fn hash_tensor(hasher: &mut Sha256, tensor: &Tensor) {
     hasher.update(slice);
 }
 
-/// Removes every `span` field, however deep: spans move when a comment is added.
-fn strip_spans(value: &mut serde_json::Value) {
-    match value {
-        serde_json::Value::Object(map) => {
-            map.remove("span");
-            map.values_mut().for_each(strip_spans);
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_spans),
-        _ => {}
-    }
-}
 
 fn entry_path(folder: &Path, key: &str) -> PathBuf {
     folder.join("baselines").join(format!("{key}.json"))

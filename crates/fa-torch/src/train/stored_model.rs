@@ -54,8 +54,8 @@ pub fn same_configuration(a: &str, b: &str) -> bool {
     }
 }
 
-/// Removes every `span` field, however deep.
-fn strip_spans(value: &mut serde_json::Value) {
+/// Removes every `span` field, however deep: spans move when a comment is added.
+pub(crate) fn strip_spans(value: &mut serde_json::Value) {
     match value {
         serde_json::Value::Object(map) => {
             map.remove("span");
