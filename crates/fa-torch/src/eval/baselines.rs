@@ -46,7 +46,7 @@ pub(crate) fn cache_folder() -> Option<PathBuf> {
 /// The entry's key (64 hexadecimal digits) for `model` evaluated on `data` and `test`.
 pub(crate) fn key(model: &Model, data: &DeviceData, test: &DeviceData, device: Device) -> String {
     let mut identity = serde_json::to_value(model).expect("models serialise");
-    strip_spans(&mut identity);
+    crate::train::stored_model::strip_spans(&mut identity);
     if let serde_json::Value::Object(map) = &mut identity {
         map.remove("name");
         map.remove("optim");
