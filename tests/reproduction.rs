@@ -97,4 +97,9 @@ fn differences_are_read_against_twice_their_standard_error() {
     );
     let against = [row("base", 78.0), row("up", 77.0)];
     assert!(table("s", &against, &runs).contains("| opposite |"));
+    // One seed has no spread: the difference is shown and not judged.
+    runs.insert("once".to_string(), vec![run("once", 60.0)]);
+    let single = [row("base", 78.0), row("once", 79.0)];
+    let text = table("s", &single, &runs);
+    assert!(text.contains("| +9.00 | too few seeds |"), "{text}");
 }

@@ -136,6 +136,10 @@ fn reading(ours: &[f64], base: &[f64], paper_difference: f64) -> (String, String
         return ("–".into(), "–".into());
     };
     let difference = mean - base_mean;
+    if ours.len() < 2 || base.len() < 2 {
+        // One run has no spread to measure: the difference is shown, not judged.
+        return (format!("{difference:+.2}"), "too few seeds".into());
+    }
     let se = (se * se + base_se * base_se).sqrt();
     let text = format!("{difference:+.2} ± {se:.2}");
     let verdict = if difference.abs() <= 2.0 * se {
