@@ -82,7 +82,6 @@ fn hash_tensor(hasher: &mut Sha256, tensor: &Tensor) {
     hasher.update(slice);
 }
 
-
 fn entry_path(folder: &Path, key: &str) -> PathBuf {
     folder.join("baselines").join(format!("{key}.json"))
 }
