@@ -46,6 +46,46 @@ pub fn rewrite_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()>
     write_atomically(&target, bytes, Some(permissions))
 }
 
+/// Whether a write may put a file at `path`: nothing is there, or a regular file. A rename
+/// replaces whatever has the name, so a device (`/dev/null`), a pipe, a folder or a link
+/// is refused rather than replaced by a regular file.
+pub fn is_replaceable(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).map_or(true, |metadata| metadata.is_file())
+}
+
+/// The temporary file a write to `path` goes through: `.<name>.<pid>.tmp` beside it. The
+/// leading dot and the `.tmp` suffix keep `latest` from ever picking a partial file, and the
+/// process id lets the next trainer remove what a dead process left.
+pub fn temporary_path(path: &Path) -> PathBuf {
+    let file_name = path
+        .file_name()
+        .and_then(|name| name.to_str())
+        .unwrap_or("file");
+    path.with_file_name(format!(".{file_name}.{}.tmp", std::process::id()))
+}
+
+/// Renames the complete, synced file `temporary` to `path` and syncs the folder, so that the
+/// rename itself is durable. On failure the temporary file is removed.
+pub fn rename_durably(temporary: &Path, path: &Path) -> std::io::Result<()> {
+    if let Err(error) = std::fs::rename(temporary, path) {
+        let _ = std::fs::remove_file(temporary);
+        return Err(error);
+    }
+    // Some file systems refuse to open or sync a directory; the data is already safe then,
+    // so that is not an error.
+    if let Ok(directory) = std::fs::File::open(folder_of(path)) {
+        let _ = directory.sync_all();
+    }
+    Ok(())
+}
+
+fn folder_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
 fn write_atomically(
     path: &Path,
     bytes: &[u8],
@@ -53,50 +93,30 @@ fn write_atomically(
 ) -> std::io::Result<()> {
     use std::io::Write;
 
-    // A rename replaces whatever has the name: a device (`/dev/null`), a pipe or a folder
-    // is refused rather than replaced by a regular file.
-    if let Ok(metadata) = std::fs::symlink_metadata(path) {
-        if !metadata.is_file() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!(
-                    "{} exists and is not a regular file; fa only replaces regular files",
-                    path.display()
-                ),
-            ));
-        }
+    if !is_replaceable(path) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "{} exists and is not a regular file; fa only replaces regular files",
+                path.display()
+            ),
+        ));
     }
-    let folder = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&folder)?;
-    let file_name = path
-        .file_name()
-        .and_then(|name| name.to_str())
-        .unwrap_or("file");
-    // The leading dot and the `.tmp` suffix keep `latest` from ever picking a partial file.
-    let temporary = folder.join(format!(".{file_name}.{}.tmp", std::process::id()));
-    let result = (|| {
+    std::fs::create_dir_all(folder_of(path))?;
+    let temporary = temporary_path(path);
+    let written = (|| {
         let mut file = std::fs::File::create(&temporary)?;
         file.write_all(bytes)?;
         if let Some(permissions) = permissions {
             file.set_permissions(permissions)?;
         }
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&temporary, path)?;
-        // Syncing the folder makes the rename itself durable. Some file systems refuse to
-        // open or sync a directory; the data is already safe then, so that is not an error.
-        if let Ok(directory) = std::fs::File::open(&folder) {
-            let _ = directory.sync_all();
-        }
-        Ok(())
+        file.sync_all()
     })();
-    if result.is_err() {
+    if let Err(error) = written {
         let _ = std::fs::remove_file(&temporary);
+        return Err(error);
     }
-    result
+    rename_durably(&temporary, path)
 }
 
 #[cfg(test)]

@@ -170,29 +170,21 @@ pub fn export_backbone_as(
     if tensors.is_empty() {
         return Err(TrainError::EmptyExport { backbone, path });
     }
-    // Through a temporary file and a rename, like every file fa writes.
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temporary = out.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    if let Err(error) = Tensor::write_safetensors(&tensors, &temporary) {
+    // Through a temporary file and a rename, like every file fa writes: durable before it is
+    // visible (the data, then the rename, then the folder's entry).
+    let temporary = fa_base::fsio::temporary_path(out);
+    let written = Tensor::write_safetensors(&tensors, &temporary).map_err(TrainError::from);
+    let synced = written.and_then(|()| {
+        std::fs::File::open(&temporary)
+            .and_then(|file| file.sync_all())
+            .map_err(io(format!("cannot write {}", out.display())))
+    });
+    if let Err(error) = synced {
         let _ = std::fs::remove_file(&temporary);
-        return Err(error.into());
+        return Err(error);
     }
-    // Durable before it is visible: the data, then the rename, then the folder's entry.
-    let synced = std::fs::File::open(&temporary).and_then(|file| file.sync_all());
-    if let Err(error) = synced.and_then(|()| std::fs::rename(&temporary, out)) {
-        let _ = std::fs::remove_file(&temporary);
-        return Err(io(format!("cannot write {}", out.display()))(error));
-    }
-    let folder = match out.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    if let Ok(directory) = std::fs::File::open(folder) {
-        let _ = directory.sync_all();
-    }
+    fa_base::fsio::rename_durably(&temporary, out)
+        .map_err(io(format!("cannot write {}", out.display())))?;
     Ok(tensors.len())
 }
 
@@ -216,10 +208,7 @@ fn check_destination(run: &Path, out: &Path) -> Result<(), TrainError> {
     }
     // The file is renamed into place: a device (`/dev/null`), a pipe or a link would be
     // replaced by it.
-    if out
-        .symlink_metadata()
-        .is_ok_and(|metadata| !metadata.is_file())
-    {
+    if !fa_base::fsio::is_replaceable(out) {
         return Err(TrainError::ExportOntoSpecial {
             out: out.to_path_buf(),
         });

@@ -34,8 +34,20 @@ pub fn peak_rss_bytes() -> Option<u64> {
 
 /// The `VmHWM:  <n> kB` line of a `/proc/<pid>/status` text, in bytes.
 pub fn vm_hwm_bytes(status: &str) -> Option<u64> {
-    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
-    let mut fields = line["VmHWM:".len()..].split_whitespace();
+    kilobyte_field(status, "VmHWM:")
+}
+
+/// The memory the kernel reports as available for new work (`MemAvailable` of
+/// `/proc/meminfo`), in bytes; `None` outside Linux.
+pub fn available_bytes() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    kilobyte_field(&meminfo, "MemAvailable:")
+}
+
+/// The value of a `<key>  <n> kB` line of a `/proc` text, in bytes.
+fn kilobyte_field(text: &str, key: &str) -> Option<u64> {
+    let line = text.lines().find(|line| line.starts_with(key))?;
+    let mut fields = line[key.len()..].split_whitespace();
     let value: u64 = fields.next()?.parse().ok()?;
     match fields.next() {
         Some("kB") => value.checked_mul(1024),

@@ -202,7 +202,9 @@ fn check_memory(valid: &ValidModel, device: Device) -> Result<(), TrainError> {
     if device != Device::Cpu || std::env::var_os(SKIP_MEMORY_CHECK_ENV).is_some_and(|v| v == "1") {
         return Ok(());
     }
-    let Some(available) = available_memory() else {
+    let Some(available) =
+        crate::train::memory::available_bytes().and_then(|bytes| usize::try_from(bytes).ok())
+    else {
         return Ok(());
     };
     let estimate = fa_lang::plan::memory_estimate(valid);
@@ -216,16 +218,6 @@ fn check_memory(valid: &ValidModel, device: Device) -> Result<(), TrainError> {
         });
     }
     Ok(())
-}
-
-/// `MemAvailable` of /proc/meminfo, in bytes.
-fn available_memory() -> Option<usize> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text
-        .lines()
-        .find(|line| line.starts_with("MemAvailable:"))?;
-    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
-    kib.checked_mul(1024)
 }
 
 /// Trains `valid` into `options.out`, then evaluates it. Returns the run's summary.
