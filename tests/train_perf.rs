@@ -136,6 +136,7 @@ fn channels_last_keeps_the_accuracies_of_the_default_layout() {
             &[
                 ("FA_CACHE_DIR", Some("off")),
                 ("FA_CHANNELS_LAST", Some(layout)),
+                ("FA_EVAL_PRECISION", Some("f32")),
             ],
         )
     };
@@ -159,6 +160,51 @@ fn channels_last_keeps_the_accuracies_of_the_default_layout() {
         channels_last.random_init_knn
     ));
     assert_eq!(default_layout.pixels_knn, channels_last.pixels_knn);
+}
+
+#[test]
+fn bfloat16_extraction_keeps_the_accuracies_and_has_baselines_of_its_own() {
+    if child_run() {
+        return;
+    }
+    let name = "bfloat16_extraction_keeps_the_accuracies_and_has_baselines_of_its_own";
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let run = |precision: &str| {
+        run_child(
+            name,
+            &dir.path().join(precision),
+            &[
+                ("FA_CACHE_DIR", Some(cache.to_str().unwrap())),
+                ("FA_EVAL_PRECISION", Some(precision)),
+            ],
+        )
+    };
+    let f32 = run("f32");
+    let bf16 = run("bf16");
+    assert_eq!(f32.eval_precision.as_deref(), Some("f32"));
+    assert_eq!(bf16.eval_precision.as_deref(), Some("bf16"));
+    // bfloat16 keeps 8 bits of mantissa: features move by about 3e-3 relative, which may
+    // flip the vote of test images near a boundary, a few in a thousand at most.
+    let close = |a: Option<fa_torch::eval::Accuracy>, b: Option<fa_torch::eval::Accuracy>| {
+        let (a, b) = (a.expect("evaluated"), b.expect("evaluated"));
+        (a.top1 - b.top1).abs() <= 0.5
+    };
+    assert!(close(f32.knn, bf16.knn), "kNN {:?} vs {:?}", f32.knn, bf16.knn);
+    assert!(
+        close(f32.random_init_knn, bf16.random_init_knn),
+        "random init {:?} vs {:?}",
+        f32.random_init_knn,
+        bf16.random_init_knn
+    );
+    // Raw pixels go through no network: the same in either precision.
+    assert_eq!(f32.pixels_knn, bf16.pixels_knn);
+    // Each precision caches baselines of its own.
+    assert_eq!(cache_entries(&cache).len(), 2);
+    println!(
+        "kNN f32 {:?} bf16 {:?}; random init f32 {:?} bf16 {:?}",
+        f32.knn, bf16.knn, f32.random_init_knn, bf16.random_init_knn
+    );
 }
 
 #[test]

@@ -18,3 +18,23 @@ int fa_cuda_autocast_is_bf16() {
   return -1;
 }
 }
+
+extern "C" {
+
+// Enters CPU autocast in bfloat16 (evaluation's feature extraction on CPUs with bfloat16
+// instructions); returns whether CPU autocast was enabled before, for `fa_cpu_autocast_exit`.
+int fa_cpu_autocast_enter() {
+  bool before = at::autocast::is_autocast_enabled(at::kCPU);
+  at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+  at::autocast::set_autocast_enabled(at::kCPU, true);
+  at::autocast::increment_nesting();
+  return before ? 1 : 0;
+}
+
+// Leaves CPU autocast: drops the cast weights when the outermost region ends and restores the
+// state `fa_cpu_autocast_enter` returned.
+void fa_cpu_autocast_exit(int before) {
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  at::autocast::set_autocast_enabled(at::kCPU, before != 0);
+}
+}

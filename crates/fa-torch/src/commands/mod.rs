@@ -133,6 +133,9 @@ fn print_summary(summary: &Summary, run: &Path) {
         println!("linear top-1       {}", percent(summary.linear));
         println!("random-init kNN    {}", percent(summary.random_init_knn));
         println!("raw-pixel kNN      {}", percent(summary.pixels_knn));
+        if let Some(precision) = &summary.eval_precision {
+            println!("features extracted in {precision}, scored in f32");
+        }
     }
 }
 

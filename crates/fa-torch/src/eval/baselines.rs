@@ -19,6 +19,7 @@ use tch::{Device, Tensor};
 use super::Accuracy;
 use crate::train::checkpoint::FORMAT_VERSION;
 use crate::train::device_data::DeviceData;
+use crate::train::precision::Extraction;
 use fa_lang::ir::Model;
 
 /// Raised when what an entry means changes (the protocol, the key's contents).
@@ -43,8 +44,15 @@ pub(crate) fn cache_folder() -> Option<PathBuf> {
     }
 }
 
-/// The entry's key (64 hexadecimal digits) for `model` evaluated on `data` and `test`.
-pub(crate) fn key(model: &Model, data: &DeviceData, test: &DeviceData, device: Device) -> String {
+/// The entry's key (64 hexadecimal digits) for `model` evaluated on `data` and `test` with
+/// features extracted in `precision`.
+pub(crate) fn key(
+    model: &Model,
+    data: &DeviceData,
+    test: &DeviceData,
+    device: Device,
+    precision: Extraction,
+) -> String {
     let mut identity = serde_json::to_value(model).expect("models serialise");
     crate::train::stored_model::strip_spans(&mut identity);
     if let serde_json::Value::Object(map) = &mut identity {
@@ -60,6 +68,7 @@ pub(crate) fn key(model: &Model, data: &DeviceData, test: &DeviceData, device: D
         "fa baselines {CACHE_VERSION} run format {FORMAT_VERSION}\n"
     ));
     hasher.update(if device.is_cuda() { "cuda\n" } else { "cpu\n" });
+    hasher.update(format!("extraction {}\n", precision.name()));
     hasher.update(identity.to_string());
     for split in [data, test] {
         hash_tensor(&mut hasher, &split.images);

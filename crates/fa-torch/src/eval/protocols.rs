@@ -4,7 +4,8 @@
 //!
 //! Extraction runs at inference speed: no autograd, batch norm in evaluation mode,
 //! convolutional encoders channels_last ([`crate::lower`]), large chunks, and bfloat16
-//! autocast on CUDA (features are scored in float32). The trained encoder's features are
+//! autocast on CUDA and on CPUs with bfloat16 instructions (features are scored in float32;
+//! [`precision::extraction_precision`]). The trained encoder's features are
 //! extracted once and shared by kNN and the fast linear probe; the baselines, which do not
 //! depend on training, come from the cache (`baselines.rs`) when this model, seed and data
 //! were evaluated before.
@@ -16,7 +17,7 @@ use crate::eval;
 use crate::eval::baselines::{self, Baselines};
 use crate::lower::Network;
 use crate::train::device_data::DeviceData;
-use crate::train::precision;
+use crate::train::precision::{self, Extraction};
 use crate::train::trainer::build_network;
 use crate::train::{Summary, TrainError};
 use fa_base::random::{Key, Purpose};
@@ -32,8 +33,8 @@ pub(crate) struct Evaluator<'a> {
 
 impl Evaluator<'_> {
     /// Backbone features of every image, in order, with the evaluation transform.
-    fn features(&self, images: &Tensor, augmenter: &Augmenter) -> Tensor {
-        backbone_features(self.network, images, augmenter)
+    fn features(&self, images: &Tensor, augmenter: &Augmenter, precision: Extraction) -> Tensor {
+        backbone_features(self.network, images, augmenter, precision)
     }
 }
 
@@ -54,7 +55,12 @@ fn extraction_chunk(images: &Tensor, device: Device) -> i64 {
 }
 
 /// Frozen backbone features of `images` in chunks, in float32.
-fn backbone_features(network: &Network, images: &Tensor, augmenter: &Augmenter) -> Tensor {
+fn backbone_features(
+    network: &Network,
+    images: &Tensor,
+    augmenter: &Augmenter,
+    precision: Extraction,
+) -> Tensor {
     let len = images.size()[0];
     let device = network.device();
     let chunk = extraction_chunk(images, device);
@@ -64,7 +70,7 @@ fn backbone_features(network: &Network, images: &Tensor, augmenter: &Augmenter) 
         while start < len {
             let end = (start + chunk).min(len);
             let batch = augmenter.eval_transform(&images.narrow(0, start, end - start));
-            let features = precision::forward(device.is_cuda(), || network.backbone(&batch));
+            let features = precision::extract(device, precision, || network.backbone(&batch));
             parts.push(features.to_kind(Kind::Float));
             start = end;
         }
@@ -86,8 +92,11 @@ pub(crate) fn quick_knn(
         test.labels.as_ref()?,
     );
     let augmenter = &trainer.augmenters[0];
-    let train_features = trainer.features(&data.images, augmenter);
-    let test_features = trainer.features(&test.images, augmenter);
+    // A bad FA_EVAL_PRECISION is reported by the final evaluation; here it reads as float32.
+    let precision = precision::extraction_precision(trainer.network.device())
+        .unwrap_or(Extraction::F32);
+    let train_features = trainer.features(&data.images, augmenter, precision);
+    let test_features = trainer.features(&test.images, augmenter, precision);
     let classes = data.classes.max(test.classes);
     Some(
         eval::knn(
@@ -123,8 +132,10 @@ pub(crate) fn evaluate(
     })?;
     let augmenter = &trainer.augmenters[0];
     let classes = data.classes.max(test.classes);
-    let train_features = trainer.features(&data.images, augmenter);
-    let test_features = trainer.features(&test.images, augmenter);
+    let extraction = precision::extraction_precision(device)?;
+    summary.eval_precision = Some(extraction.name().to_string());
+    let train_features = trainer.features(&data.images, augmenter, extraction);
+    let test_features = trainer.features(&test.images, augmenter, extraction);
 
     if let Some(knn) = &model.eval.knn {
         // The same protocol for the trained encoder and both baselines.
@@ -143,7 +154,7 @@ pub(crate) fn evaluate(
         // Baselines: the same encoder at random initialisation, and raw pixels; neither
         // depends on training, so a cached result of this model, seed and data is reused.
         let cache = baselines::cache_folder()
-            .map(|folder| (baselines::key(model, data, test, device), folder));
+            .map(|folder| (baselines::key(model, data, test, device, extraction), folder));
         let cached = cache
             .as_ref()
             .and_then(|(key, folder)| baselines::load(folder, key));
@@ -157,8 +168,8 @@ pub(crate) fn evaluate(
                     Purpose::BaselineInit,
                 )?;
                 let random_init_knn = accuracy(
-                    &backbone_features(&random_network, &data.images, augmenter),
-                    &backbone_features(&random_network, &test.images, augmenter),
+                    &backbone_features(&random_network, &data.images, augmenter, extraction),
+                    &backbone_features(&random_network, &test.images, augmenter, extraction),
                 );
                 let pixels = |images: &Tensor| {
                     augmenter
@@ -207,7 +218,7 @@ pub(crate) fn evaluate(
                     let key = Key::new(seed, Purpose::ProbeView, epoch as u64);
                     let views = probe_augmenter.apply(&batch, key, &samples);
                     let features = tch::no_grad(|| {
-                        precision::forward(device.is_cuda(), || trainer.network.backbone(&views))
+                        precision::extract(device, extraction, || trainer.network.backbone(&views))
                     });
                     features.to_kind(Kind::Float)
                 };

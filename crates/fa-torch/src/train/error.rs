@@ -6,7 +6,7 @@ use crate::data::DataError;
 use crate::lower::LowerError;
 use crate::train::checkpoint::CheckpointError;
 use crate::train::metrics::MetricsError;
-use crate::train::precision::PrecisionError;
+use crate::train::precision::{BadExtractionPrecision, PrecisionError};
 
 /// A training, evaluation or export problem. The diagnostic code says who must act: a
 /// `fa::usage` problem is the data, the run folder or the files given (exit 2 at the command
@@ -161,6 +161,9 @@ pub enum TrainError {
     #[error(transparent)]
     #[diagnostic(code(fa::train))]
     Precision(#[from] PrecisionError),
+    #[error(transparent)]
+    #[diagnostic(code(fa::usage))]
+    EvalPrecision(#[from] BadExtractionPrecision),
     #[error("torch error: {0}")]
     #[diagnostic(code(fa::train))]
     Torch(#[from] tch::TchError),

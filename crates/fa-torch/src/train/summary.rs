@@ -26,6 +26,8 @@ pub struct Summary {
     pub linear: Option<Accuracy>,
     pub random_init_knn: Option<Accuracy>,
     pub pixels_knn: Option<Accuracy>,
+    /// The precision evaluation extracted features in (`f32`, `bf16`); scoring is float32.
+    pub eval_precision: Option<String>,
     /// The command's peak memory (host resident set, CUDA allocator), taken at the end.
     pub peak_memory: Option<PeakMemory>,
 }
