@@ -14,7 +14,7 @@
 # NN FA from 16,384) at batch 512 in bf16 for fa and for both PyTorch loops (the expert one
 # with and without torch.compile), images/s and peak memory; the NN-FA share of fa's step
 # at banks of 16,384 and 65,536; a short CIFAR-10 pre-training of the cells fa=none and fa=nn
-# (same seed) with the kNN evaluation.
+# (same seed) with the kNN evaluation; a one-rank data-parallel job (NCCL on CUDA).
 # --small: the same sections at small sizes on the CPU (batch 16, a few steps, banks of 1,024
 # and 4,096, 320 training and 200 test images, no torch.compile), in at most about 3 minutes on a quiet 2-core
 # machine; tests/gpu_check.rs runs it.
@@ -304,5 +304,29 @@ for cell, row in pretrain["cells"].items():
     print(f"| {cell} | {top1('knn')} | {top1('random_init_knn')} | {row['train_seconds']:.1f} | {row['seconds']:.1f} | {memory} |")
 print()
 EOF
+# --- Data-parallel smoke test: a one-rank job through c10d (NCCL on CUDA, Gloo on the CPU),
+# the rank started as `fa train --nproc` starts each of its ranks. One GPU cannot test a
+# collective between GPUs; this shows that the NCCL group forms and trains a few steps.
+smoke_dir="$out/runs/dist-smoke"
+rm -rf "$smoke_dir" "$out/runs/dist-smoke.store"
+if FA_RANK=0 FA_WORLD_SIZE=1 FA_RENDEZVOUS_FILE="$out/runs/dist-smoke.store" \
+    run dist-smoke "$step_limit" "$bin/fa-torch" train "$model" --set fa=nn --device "$device" \
+    --data-root "$data_root" --out "$smoke_dir" --log-format plain --no-eval --max-steps 3 \
+    --precision "$precision" --set data.batch=$batch; then
+    smoke_status=ok
+else
+    smoke_status="failed (exit $?)"
+fi
+backend=$([ "$device" = cpu ] && echo gloo || echo nccl)
+record dist_smoke "{\"backend\": \"$backend\", \"status\": \"$smoke_status\"}"
+{
+    echo "## Data-parallel smoke test (one rank, $backend): $smoke_status"
+    echo
+    echo '```text'
+    grep -E "rank|error|nccl|NCCL" "$out/logs/dist-smoke.log" | head -n 5
+    echo '```'
+    echo
+} >> "$markdown"
+
 echo "Finished $(date -u +%Y-%m-%dT%H:%M:%SZ)." >> "$markdown"
 echo "gpu-check: results in $markdown and $json"

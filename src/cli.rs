@@ -150,6 +150,9 @@ pub enum Command {
         /// the job fails.
         #[arg(long, value_name = "SECONDS", default_value_t = 300)]
         dist_timeout: u64,
+        /// The collectives' backend: auto (NCCL on CUDA, Gloo on the CPU), gloo or nccl.
+        #[arg(long, value_name = "BACKEND", default_value = "auto", value_parser = ["auto", "gloo", "nccl"])]
+        dist_backend: String,
     },
     /// Evaluate a run's latest checkpoint (or a checkpoint file).
     Eval {

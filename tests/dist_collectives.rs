@@ -8,11 +8,14 @@
 
 mod support;
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fa_torch::dist::launch::{first_host, Launcher};
-use fa_torch::dist::{DistError, GroupOptions, Launch, ProcessGroup, Rendezvous, TESTED_KINDS};
+use fa_torch::dist::{
+    Backend, DistError, GroupOptions, Launch, ProcessGroup, Rendezvous, TESTED_KINDS,
+};
 use tch::{Kind, Tensor};
 
 const RANK: &str = "FA_TEST_DIST_RANK";
@@ -87,6 +90,7 @@ fn rank_worker() {
     let rank: usize = std::env::var(RANK).unwrap().parse().unwrap();
     let world = 2;
     let group = ProcessGroup::new(&GroupOptions {
+        backend: Backend::Gloo,
         rendezvous: match std::env::var(STORE).unwrap().split_once(':') {
             Some(("file", path)) => Rendezvous::File(path.into()),
             Some(("tcp", port)) => Rendezvous::Tcp {
@@ -208,6 +212,7 @@ fn a_missing_peer_is_an_error_after_the_timeout() {
     let folder = tempfile::tempdir().unwrap();
     let started = Instant::now();
     let result = ProcessGroup::new(&GroupOptions {
+        backend: Backend::Gloo,
         rendezvous: Rendezvous::File(folder.path().join("store")),
         rank: 0,
         world: 2,
@@ -222,6 +227,7 @@ fn a_missing_peer_is_an_error_after_the_timeout() {
         started.elapsed()
     );
     let bad = ProcessGroup::new(&GroupOptions {
+        backend: Backend::Gloo,
         rendezvous: Rendezvous::File(folder.path().join("other")),
         rank: 2,
         world: 2,
@@ -339,4 +345,25 @@ fn launchers_are_read_from_their_variables() {
         ("MASTER_PORT", "1"),
     ];
     assert!(Launch::from_vars(vars(&beyond)).is_err());
+}
+
+/// The NCCL backend is compiled in wherever the libtorch fa links is a CUDA build (the
+/// wheel's): `./dev` installs the CUDA headers it needs, so CI proves that it builds and
+/// links. Running it needs a GPU (`scripts/gpu-check.sh` has a one-rank smoke test).
+#[test]
+fn nccl_is_built_in_wherever_libtorch_is_a_cuda_build() {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let libtorch_cpu = maps
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+        .find(|path| path.ends_with("/libtorch_cpu.so"))
+        .expect("libtorch_cpu.so is mapped");
+    let folder = Path::new(libtorch_cpu).parent().unwrap();
+    if folder.join("libtorch_cuda.so").exists() {
+        if let Err(why) = fa_torch::dist::nccl_available() {
+            panic!("libtorch is a CUDA build but fa lacks NCCL: {why}");
+        }
+    } else {
+        assert!(fa_torch::dist::nccl_available().is_err());
+    }
 }

@@ -279,6 +279,73 @@ fn a_two_process_run_resumes_on_one_process() {
     assert_same_checkpoints(&resumed, &one, 8, "resumed on another world size");
 }
 
+/// A parallel run stopped and resumed on the same number of processes ends bit for bit where
+/// the uninterrupted run ends: every draw is keyed by (seed, step, sample), the checkpoint
+/// holds every tensor (banks, EMA target, optimiser state), and two ranks sum in a fixed
+/// order.
+#[test]
+fn a_parallel_run_resumes_bit_for_bit_on_the_same_world_size() {
+    let _serial = serial();
+    let folder = tempfile::tempdir().unwrap();
+    let (resumed, straight) = (
+        folder.path().join("resumed"),
+        folder.path().join("straight"),
+    );
+    let file = "tests/train/tiny_byol.fa";
+    let parallel = |steps: &'static str, resume: bool| {
+        let mut extra = vec!["--max-steps", steps, "--nproc", "2", "--sync-batch-norm"];
+        if resume {
+            extra.push("--resume");
+        }
+        extra
+    };
+    train(file, &[], &resumed, &parallel("4", false), None);
+    let output = train(file, &[], &resumed, &parallel("8", true), None);
+    let stderr = support::process::stderr(&output);
+    assert!(
+        !stderr.contains("continuing on"),
+        "same world size: {stderr}"
+    );
+    train(file, &[], &straight, &parallel("8", false), None);
+    let (a, b) = (checkpoint(&resumed, 8), checkpoint(&straight, 8));
+    assert_eq!(a.len(), b.len());
+    for ((name, x), (_, y)) in a.iter().zip(&b) {
+        assert!(x.equal(y), "{name} differs after the resume");
+    }
+}
+
+/// The backend follows the device unless `--dist-backend` says otherwise, and a choice that
+/// cannot work is refused before any rank starts.
+#[test]
+fn nccl_on_the_cpu_is_refused_before_any_rank_starts() {
+    let folder = tempfile::tempdir().unwrap();
+    let run = folder.path().join("run");
+    let args = [
+        "train",
+        "tests/train/tiny.fa",
+        "--nproc",
+        "2",
+        "--device",
+        "cpu",
+        "--dist-backend",
+        "nccl",
+        "--out",
+        support::process::path_text(&run),
+    ];
+    let output = run_with_limit(
+        fa_command(&args, None),
+        Duration::from_secs(60),
+        "nccl on cpu",
+    );
+    let stderr = support::process::stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--dist-backend nccl needs CUDA tensors"),
+        "{stderr}"
+    );
+    assert!(!run.exists(), "nothing was written");
+}
+
 /// When rank 0 refuses the run folder (a run is already there), every rank stops at once
 /// and the job keeps rank 0's usage exit code.
 #[test]

@@ -190,7 +190,12 @@ fn bfloat16_extraction_keeps_the_accuracies_and_has_baselines_of_its_own() {
         let (a, b) = (a.expect("evaluated"), b.expect("evaluated"));
         (a.top1 - b.top1).abs() <= 0.5
     };
-    assert!(close(f32.knn, bf16.knn), "kNN {:?} vs {:?}", f32.knn, bf16.knn);
+    assert!(
+        close(f32.knn, bf16.knn),
+        "kNN {:?} vs {:?}",
+        f32.knn,
+        bf16.knn
+    );
     assert!(
         close(f32.random_init_knn, bf16.random_init_knn),
         "random init {:?} vs {:?}",

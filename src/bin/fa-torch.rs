@@ -33,6 +33,7 @@ fn main() -> ExitCode {
             nproc,
             sync_batch_norm,
             dist_timeout,
+            dist_backend,
         } => {
             if let Some(precision) = precision {
                 overrides.push(Override {
@@ -56,6 +57,7 @@ fn main() -> ExitCode {
                 nproc: nproc.map(|n| n as usize),
                 sync_batch_norm,
                 dist_timeout: std::time::Duration::from_secs(dist_timeout),
+                dist_backend,
             })
         }
         Command::Eval {

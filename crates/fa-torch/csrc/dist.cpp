@@ -1,5 +1,6 @@
-// Data-parallel collectives from libtorch's c10d for fa's Rust code: a Gloo process group over
-// a FileStore or TCPStore, the in-place collectives, and the autograd-aware all-gather.
+// Data-parallel collectives from libtorch's c10d for fa's Rust code: a process group over a
+// FileStore or TCPStore (Gloo for CPU tensors, and NCCL for CUDA tensors when this shim is
+// built with FA_WITH_NCCL), the in-place collectives, and the autograd-aware all-gather.
 //
 // tch 0.24 has no distributed wrappers, so Rust reaches these functions with the `at::Tensor*`
 // behind tch's `Tensor::as_mut_ptr()`. Every function catches C++ exceptions (a peer that died,
@@ -15,10 +16,15 @@
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef FA_WITH_NCCL
+#include <c10/cuda/CUDAFunctions.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 
 #include <chrono>
 #include <cstdlib>
 #include <exception>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -55,16 +61,36 @@ extern "C" {
 // The message of the last failure on this thread (valid until the next call).
 const char* fa_dist_last_error() { return last_error.c_str(); }
 
-// Creates a Gloo process group and registers it under `name` for the functional collectives.
+// 1 when this shim was built with c10d's NCCL backend, else 0.
+int fa_dist_nccl_built() {
+#ifdef FA_WITH_NCCL
+  return 1;
+#else
+  return 0;
+#endif
+}
+
+// Creates a process group and registers it under `name` for the functional collectives.
+// `backend` 0: Gloo for CPU tensors; 1: NCCL for CUDA tensors on device `cuda_device`
+// (made this process's current device) and Gloo for CPU tensors and the barrier; 2: Gloo for
+// CPU and CUDA tensors.
 // `store_kind` 0: FileStore at `location`; 1: TCPStore at `location`:`port`, served by rank 0;
 // 2: the same store served by the launcher (torchrun's agent), every rank a client.
 // `hostname`: the address Gloo binds to; empty for the interface named by GLOO_SOCKET_IFNAME
 // when set, else libtorch's default (this host's name, else loopback). `timeout_ms` bounds
 // the rendezvous and every collective. Null on failure.
-void* fa_dist_new_gloo(int store_kind, const char* location, int port, int rank, int world,
-                       int64_t timeout_ms, const char* hostname, const char* name) {
+void* fa_dist_new_group(int backend_kind, int cuda_device, int store_kind, const char* location,
+                        int port, int rank, int world, int64_t timeout_ms, const char* hostname,
+                        const char* name) {
   Group* made = nullptr;
   guarded([&] {
+#ifndef FA_WITH_NCCL
+    if (backend_kind == 1) {
+      throw std::runtime_error(
+          "this fa was built without c10d's NCCL backend (the CUDA headers were missing at "
+          "build time; see fa doctor)");
+    }
+#endif
     auto timeout = std::chrono::milliseconds(timeout_ms);
     c10::intrusive_ptr<c10d::Store> store;
     if (store_kind == 0) {
@@ -91,10 +117,29 @@ void* fa_dist_new_gloo(int store_kind, const char* location, int port, int rank,
       options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
     }
     options->threads = 1;
-    auto backend = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, rank, world, options);
+    // Each backend keys its rendezvous under its own prefix of the store.
+    auto gloo_store = c10::make_intrusive<c10d::PrefixStore>("gloo", prefixed);
+    auto gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(gloo_store, rank, world, options);
     auto group = c10::make_intrusive<c10d::ProcessGroup>(prefixed, rank, world);
-    group->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, backend);
+    group->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, gloo);
+    // The default backend serves the barrier, which then needs no device.
     group->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
+    if (backend_kind == 2) {
+      group->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::GLOO, gloo);
+    }
+#ifdef FA_WITH_NCCL
+    if (backend_kind == 1) {
+      c10::cuda::set_device(static_cast<c10::DeviceIndex>(cuda_device));
+      auto nccl_options = c10d::ProcessGroupNCCL::Options::create();
+      nccl_options->timeout = timeout;
+      auto nccl_store = c10::make_intrusive<c10d::PrefixStore>("nccl", prefixed);
+      auto nccl =
+          c10::make_intrusive<c10d::ProcessGroupNCCL>(nccl_store, rank, world, nccl_options);
+      group->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::NCCL, nccl);
+    }
+#else
+    (void)cuda_device;
+#endif
     group->setGroupName(name);
     c10d::register_process_group(name, group);
     made = new Group{group, std::string(name)};

@@ -91,13 +91,37 @@ pub enum CommandError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Dist(#[from] crate::dist::DistError),
-    /// Data-parallel training on a GPU needs the NCCL backend, which this fa does not build.
-    #[error("data-parallel training runs on the CPU only (Gloo); {device} needs NCCL, which this fa does not build yet")]
+    /// Data-parallel training runs on CPUs and CUDA GPUs.
+    #[error(
+        "data-parallel training runs on the CPU (Gloo) or on CUDA GPUs (NCCL), not on {device}"
+    )]
     #[diagnostic(
         code(fa::usage),
-        help("train with --device cpu, or on one process (docs/distributed.md, Not yet)")
+        help("train with --device cpu or cuda, or on one process")
     )]
-    ParallelNeedsCpu { device: String },
+    ParallelDevice { device: String },
+    /// A CUDA job needs the NCCL backend, which this build lacks.
+    #[error("data-parallel training on CUDA needs c10d's NCCL backend, which this fa was built without: {why}")]
+    #[diagnostic(
+        code(fa::usage),
+        help("rebuild with ./dev (it installs the headers), or pass --dist-backend gloo (slower), or train on one process")
+    )]
+    NcclMissing { why: String },
+    #[error("--dist-backend nccl needs CUDA tensors; the CPU trains with gloo")]
+    #[diagnostic(
+        code(fa::usage),
+        help("pass --device cuda, or --dist-backend gloo (the default on the CPU)")
+    )]
+    NcclNeedsCuda,
+    #[error("unknown --dist-backend `{backend}`; expected auto, gloo or nccl")]
+    #[diagnostic(code(fa::usage))]
+    UnknownBackend { backend: String },
+    #[error("--nproc {nproc} on CUDA needs a GPU per process, and this machine has {count}")]
+    #[diagnostic(
+        code(fa::usage),
+        help("lower --nproc to the number of GPUs (each rank takes the GPU of its local rank)")
+    )]
+    TooFewGpus { nproc: usize, count: usize },
     /// The local ranks ended together with rank 0's exit code, which is the command's.
     #[error("the ranks stopped; rank 0 exited with code {code} (its message is above)")]
     #[diagnostic(code(fa::train))]

@@ -43,6 +43,8 @@ pub struct TrainArgs {
     pub sync_batch_norm: bool,
     /// How long a rank waits for the others at the rendezvous or in a collective.
     pub dist_timeout: std::time::Duration,
+    /// `auto` (NCCL for CUDA, Gloo for the CPU), `gloo` or `nccl` (`--dist-backend`).
+    pub dist_backend: String,
 }
 
 /// The flags of `fa eval`: with neither `knn` nor `linear`, both run.
@@ -160,11 +162,15 @@ pub fn train(args: &TrainArgs) -> Result<Outcome, CommandError> {
     };
     let parallel = launch.is_some() || args.nproc.is_some_and(|n| n > 1);
     if parallel {
+        // Checked before any rank starts: the backend exists for the device, and a local job
+        // has a GPU per rank.
         let device = device(&args.device)?;
-        if device != Device::Cpu {
-            return Err(CommandError::ParallelNeedsCpu {
-                device: format!("{device:?}"),
-            });
+        rank_backend(&args.dist_backend, device, 0)?;
+        if let (Device::Cuda(_), None, Some(nproc)) = (device, &launch, args.nproc) {
+            let count = tch::Cuda::device_count().max(0) as usize;
+            if nproc > count {
+                return Err(CommandError::TooFewGpus { nproc, count });
+            }
         }
     }
     if let (None, Some(nproc)) = (&launch, args.nproc.filter(|&n| n > 1)) {
@@ -192,7 +198,11 @@ pub fn train(args: &TrainArgs) -> Result<Outcome, CommandError> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(folder_name(&cell.name)));
-    let device = device(&args.device)?;
+    let mut device = device(&args.device)?;
+    if let (Some(launch), Device::Cuda(_)) = (&launch, device) {
+        // Each rank of a CUDA job trains on the GPU of its local rank.
+        device = Device::Cuda(launch.local_rank);
+    }
     if leads && args.log != LogFormat::Quiet && args.log != LogFormat::Json {
         eprintln!(
             "training {} on {:?} into {}",
@@ -228,7 +238,9 @@ pub fn train(args: &TrainArgs) -> Result<Outcome, CommandError> {
                 let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
                 tch::set_num_threads((cores / launch.world).max(1) as i32);
             }
-            let group = crate::dist::ProcessGroup::new(&launch.group_options(args.dist_timeout))?;
+            let backend = rank_backend(&args.dist_backend, device, launch.local_rank)?;
+            let group =
+                crate::dist::ProcessGroup::new(&launch.group_options(backend, args.dist_timeout))?;
             let parallel = crate::train::Parallel {
                 collectives: crate::dist::Collectives::new(group),
                 sync_batch_norm: args.sync_batch_norm || valid.model().train.sync_batch_norm,
@@ -257,6 +269,39 @@ pub fn train(args: &TrainArgs) -> Result<Outcome, CommandError> {
         print_summary(&summary, &out);
     }
     Ok(Outcome::Success)
+}
+
+/// The c10d backend of a rank on `device` with local rank `local_rank`, from `--dist-backend`
+/// (`auto`: NCCL for CUDA, Gloo for the CPU).
+fn rank_backend(
+    chosen: &str,
+    device: Device,
+    local_rank: usize,
+) -> Result<crate::dist::Backend, CommandError> {
+    use crate::dist::Backend;
+    let cuda = match device {
+        Device::Cpu => false,
+        Device::Cuda(_) => true,
+        other => {
+            return Err(CommandError::ParallelDevice {
+                device: format!("{other:?}"),
+            })
+        }
+    };
+    let nccl = || {
+        crate::dist::nccl_available()
+            .map(|()| Backend::Nccl { device: local_rank })
+            .map_err(|why| CommandError::NcclMissing { why })
+    };
+    match (chosen, cuda) {
+        ("auto", true) | ("nccl", true) => nccl(),
+        ("auto", false) | ("gloo", false) => Ok(Backend::Gloo),
+        ("gloo", true) => Ok(Backend::GlooCuda { device: local_rank }),
+        ("nccl", false) => Err(CommandError::NcclNeedsCuda),
+        (other, _) => Err(CommandError::UnknownBackend {
+            backend: other.to_string(),
+        }),
+    }
 }
 
 /// The run folder of `path`: `path` itself when it is a run folder, the run a checkpoint
@@ -472,4 +517,43 @@ pub fn plot(runs: &[PathBuf], out: &Path) -> Result<Outcome, CommandError> {
         println!("{}", path.display());
     }
     Ok(Outcome::Success)
+}
+
+#[cfg(test)]
+mod backend_tests {
+    use super::*;
+    use crate::dist::Backend;
+
+    #[test]
+    fn the_backend_follows_the_device_unless_chosen() {
+        assert_eq!(rank_backend("auto", Device::Cpu, 1).unwrap(), Backend::Gloo);
+        assert_eq!(rank_backend("gloo", Device::Cpu, 1).unwrap(), Backend::Gloo);
+        assert_eq!(
+            rank_backend("gloo", Device::Cuda(0), 3).unwrap(),
+            Backend::GlooCuda { device: 3 }
+        );
+        assert!(matches!(
+            rank_backend("nccl", Device::Cpu, 0),
+            Err(CommandError::NcclNeedsCuda)
+        ));
+        assert!(matches!(
+            rank_backend("mpi", Device::Cpu, 0),
+            Err(CommandError::UnknownBackend { .. })
+        ));
+        assert!(matches!(
+            rank_backend("auto", Device::Mps, 0),
+            Err(CommandError::ParallelDevice { .. })
+        ));
+        // A CUDA rank takes NCCL on the GPU of its local rank, where NCCL is built in.
+        match crate::dist::nccl_available() {
+            Ok(()) => assert_eq!(
+                rank_backend("auto", Device::Cuda(0), 2).unwrap(),
+                Backend::Nccl { device: 2 }
+            ),
+            Err(_) => assert!(matches!(
+                rank_backend("auto", Device::Cuda(0), 2),
+                Err(CommandError::NcclMissing { .. })
+            )),
+        }
+    }
 }

@@ -1,4 +1,5 @@
-//! A safe handle on a c10d Gloo process group (`csrc/dist.cpp`) and its collectives.
+//! A safe handle on a c10d process group (`csrc/dist.cpp`: Gloo, and NCCL for CUDA tensors
+//! where the shim was built with it) and its collectives.
 
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::path::PathBuf;
@@ -11,7 +12,10 @@ use super::DistError;
 
 extern "C" {
     fn fa_dist_last_error() -> *const c_char;
-    fn fa_dist_new_gloo(
+    fn fa_dist_nccl_built() -> i32;
+    fn fa_dist_new_group(
+        backend: i32,
+        cuda_device: i32,
         store_kind: i32,
         location: *const c_char,
         port: i32,
@@ -49,10 +53,34 @@ pub enum Rendezvous {
     },
 }
 
-/// How to form a group: the rendezvous, this process's rank, the number of ranks, and how
+/// Which c10d backend carries the collectives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// Gloo for every tensor (CPU training).
+    Gloo,
+    /// NCCL for CUDA tensors on this CUDA device (made the process's current device), Gloo
+    /// for CPU tensors and the barrier.
+    Nccl { device: usize },
+    /// Gloo for CUDA tensors too (`--dist-backend gloo` on a GPU: staged through the host,
+    /// slower than NCCL, but needs no NCCL).
+    GlooCuda { device: usize },
+}
+
+/// Whether this build of fa has c10d's NCCL backend, or why not.
+pub fn nccl_available() -> Result<(), String> {
+    // SAFETY: reads a constant of the shim.
+    if unsafe { fa_dist_nccl_built() } == 1 {
+        Ok(())
+    } else {
+        Err(env!("FA_NCCL_MISSING").to_string())
+    }
+}
+
+/// How to form a group: the backend, the rendezvous, this process's rank, the number of ranks, and how
 /// long any rendezvous or collective may wait for a peer before it fails.
 #[derive(Clone, Debug)]
 pub struct GroupOptions {
+    pub backend: Backend,
     pub rendezvous: Rendezvous,
     pub rank: usize,
     pub world: usize,
@@ -62,7 +90,7 @@ pub struct GroupOptions {
     pub bind: Option<String>,
 }
 
-/// A Gloo process group: every collective must be called by every rank, in the same order.
+/// A process group: every collective must be called by every rank, in the same order.
 #[derive(Debug)]
 pub struct ProcessGroup {
     handle: *mut c_void,
@@ -132,8 +160,15 @@ impl ProcessGroup {
         let bind = text(options.bind.as_deref().unwrap_or(""))?;
         let name = text(&format!("fa{}", GROUPS.fetch_add(1, Ordering::SeqCst)))?;
         // SAFETY: the strings outlive the call; the shim copies what it keeps.
+        let (backend, cuda_device) = match options.backend {
+            Backend::Gloo => (0, 0),
+            Backend::Nccl { device } => (1, device as i32),
+            Backend::GlooCuda { device } => (2, device as i32),
+        };
         let handle = unsafe {
-            fa_dist_new_gloo(
+            fa_dist_new_group(
+                backend,
+                cuda_device,
                 kind,
                 location.as_ptr(),
                 port,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use super::{GroupOptions, Rendezvous};
+use super::{Backend, GroupOptions, Rendezvous};
 
 /// Variables `fa train --nproc` gives the ranks it starts.
 pub const RANK_VAR: &str = "FA_RANK";
@@ -186,8 +186,9 @@ impl Launch {
 
     /// The options of this rank's process group. Local jobs bind Gloo to loopback; jobs of
     /// several machines let libtorch pick this host's address.
-    pub fn group_options(&self, timeout: Duration) -> GroupOptions {
+    pub fn group_options(&self, backend: Backend, timeout: Duration) -> GroupOptions {
         GroupOptions {
+            backend,
             rendezvous: self.rendezvous.clone(),
             rank: self.rank,
             world: self.world,

@@ -1,4 +1,4 @@
-//! Data-parallel training across processes on libtorch's c10d (Gloo on CPU): the process
+//! Data-parallel training across processes on libtorch's c10d (Gloo on CPU, NCCL on CUDA): the process
 //! group and its collectives, how a process learns its rank, and the shared handle the
 //! network and the trainer use.
 //!
@@ -15,7 +15,7 @@ mod group;
 pub mod launch;
 
 pub use collectives::Collectives;
-pub use group::{GroupOptions, ProcessGroup, Rendezvous, TESTED_KINDS};
+pub use group::{nccl_available, Backend, GroupOptions, ProcessGroup, Rendezvous, TESTED_KINDS};
 pub use launch::{Launch, LaunchError};
 
 /// A collective or rendezvous that failed.
@@ -41,11 +41,25 @@ pub enum DistError {
     Nul { value: String },
 }
 
+/// `fa doctor`'s NCCL line: whether this build has the backend, and whether a GPU is here to
+/// use it.
+fn nccl_line() -> String {
+    match nccl_available() {
+        Err(why) => format!("not built into this fa: {why}"),
+        Ok(()) if tch::Cuda::is_available() => format!(
+            "built in; {} CUDA device(s) here (fa train --device cuda --nproc N, one GPU per rank)",
+            tch::Cuda::device_count()
+        ),
+        Ok(()) => "built in; no CUDA device here to use it".to_string(),
+    }
+}
+
 /// `fa doctor`'s lines on the distributed backends: Gloo checked by forming a one-rank group
-/// and all-reducing through it, NCCL said to be missing from this build.
+/// and all-reducing through it; NCCL, whether it is built in and has a GPU.
 pub fn doctor() -> String {
     let folder = std::env::temp_dir().join(format!("fa-doctor-{}", std::process::id()));
     let gloo = ProcessGroup::new(&GroupOptions {
+        backend: Backend::Gloo,
         rendezvous: Rendezvous::File(folder.clone()),
         rank: 0,
         world: 1,
@@ -67,7 +81,7 @@ pub fn doctor() -> String {
     };
     [
         format!("gloo (CPU):        {gloo}"),
-        "nccl (CUDA):       not built into this fa: its shim compiles c10d's Gloo backend only (docs/distributed.md, Not yet)".to_string(),
+        format!("nccl (CUDA):       {}", nccl_line()),
     ]
     .join("\n")
 }

@@ -93,8 +93,8 @@ pub(crate) fn quick_knn(
     );
     let augmenter = &trainer.augmenters[0];
     // A bad FA_EVAL_PRECISION is reported by the final evaluation; here it reads as float32.
-    let precision = precision::extraction_precision(trainer.network.device())
-        .unwrap_or(Extraction::F32);
+    let precision =
+        precision::extraction_precision(trainer.network.device()).unwrap_or(Extraction::F32);
     let train_features = trainer.features(&data.images, augmenter, precision);
     let test_features = trainer.features(&test.images, augmenter, precision);
     let classes = data.classes.max(test.classes);
@@ -153,8 +153,12 @@ pub(crate) fn evaluate(
         summary.knn = Some(accuracy(&train_features, &test_features));
         // Baselines: the same encoder at random initialisation, and raw pixels; neither
         // depends on training, so a cached result of this model, seed and data is reused.
-        let cache = baselines::cache_folder()
-            .map(|folder| (baselines::key(model, data, test, device, extraction), folder));
+        let cache = baselines::cache_folder().map(|folder| {
+            (
+                baselines::key(model, data, test, device, extraction),
+                folder,
+            )
+        });
         let cached = cache
             .as_ref()
             .and_then(|(key, folder)| baselines::load(folder, key));

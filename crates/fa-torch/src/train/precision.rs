@@ -117,7 +117,9 @@ fn choose_extraction(
     match chosen.map(|value| value.trim().to_ascii_lowercase()) {
         Some(value) if value == "f32" || value == "float32" => Ok(Extraction::F32),
         Some(value) if value == "bf16" || value == "bfloat16" => Ok(Extraction::Bf16),
-        Some(_) => Err(BadExtractionPrecision(chosen.unwrap_or_default().to_string())),
+        Some(_) => Err(BadExtractionPrecision(
+            chosen.unwrap_or_default().to_string(),
+        )),
         None if native_bf16 => Ok(Extraction::Bf16),
         None => Ok(Extraction::F32),
     }
@@ -179,17 +181,29 @@ mod tests {
         assert_eq!(inside.kind(), tch::Kind::BFloat16);
         let after = tch::no_grad(|| tch::nn::Module::forward(&conv, &x));
         assert_eq!(after.kind(), tch::Kind::Float, "autocast left on");
-        let error = (inside.to_kind(tch::Kind::Float) - &after).abs().max().double_value(&[]);
+        let error = (inside.to_kind(tch::Kind::Float) - &after)
+            .abs()
+            .max()
+            .double_value(&[]);
         let scale = after.abs().max().double_value(&[]);
-        assert!(error <= 0.02 * scale, "bf16 {error} against f32 scale {scale}");
+        assert!(
+            error <= 0.02 * scale,
+            "bf16 {error} against f32 scale {scale}"
+        );
     }
 
     #[test]
     fn the_extraction_precision_follows_the_device_unless_overridden() {
         assert_eq!(choose_extraction(None, true).unwrap(), Extraction::Bf16);
         assert_eq!(choose_extraction(None, false).unwrap(), Extraction::F32);
-        assert_eq!(choose_extraction(Some("f32"), true).unwrap(), Extraction::F32);
-        assert_eq!(choose_extraction(Some(" BF16 "), false).unwrap(), Extraction::Bf16);
+        assert_eq!(
+            choose_extraction(Some("f32"), true).unwrap(),
+            Extraction::F32
+        );
+        assert_eq!(
+            choose_extraction(Some(" BF16 "), false).unwrap(),
+            Extraction::Bf16
+        );
         let error = choose_extraction(Some("fp8"), true).unwrap_err();
         assert_eq!(
             error.to_string(),
