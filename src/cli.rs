@@ -182,6 +182,10 @@ pub enum Command {
         device: String,
         #[arg(long)]
         data_root: Option<PathBuf>,
+        /// Train the unfinished runs in parallel, one per device at a time, each in a child
+        /// process: e.g. `0,1,2,3` (CUDA devices) or `cpu,cpu` (two runs sharing the cores).
+        #[arg(long, value_delimiter = ',', value_name = "DEVICES")]
+        devices: Vec<String>,
     },
     /// Export a run's backbone weights (safetensors) for torchvision, timm or plain code.
     Export {

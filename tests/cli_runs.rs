@@ -169,6 +169,84 @@ fn knn_column(csv: &str, cell: &str) -> f64 {
         .unwrap_or_else(|| panic!("no kNN value: {line}"))
 }
 
+/// `--devices cpu,cpu` trains both cells at once in child processes; the runs are the serial
+/// sweep's own (a serial sweep afterwards skips them), with a log each.
+#[test]
+fn a_sweep_over_two_devices_trains_the_cells_at_once_and_a_serial_sweep_skips_them() {
+    let root = fashion_root_flag();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sweep");
+    let mut args = vec![
+        "sweep",
+        "tests/cli/tiny_sweep.fa",
+        "--out",
+        path_text(&out),
+        "--data-root",
+        &root,
+        "--device",
+        "cpu",
+        "--seeds",
+        "2",
+    ];
+    let parallel = expect_code(
+        fa(&[args.as_slice(), &["--devices", "cpu,cpu"]].concat()),
+        0,
+        "parallel sweep",
+    );
+    let text = stderr(&parallel);
+    assert!(
+        text.contains("4 run(s) to train on 2 worker(s): cpu, cpu"),
+        "{text}"
+    );
+    // Two runs start before the first one ends: they ran at the same time.
+    let first_done = text.find(" done on ").expect("a run finished");
+    assert_eq!(
+        text[..first_done].matches(" started on cpu").count(),
+        2,
+        "{text}"
+    );
+    assert_eq!(text.matches(" done on cpu in ").count(), 4, "{text}");
+    for cell in ["tiny_sweep_fa=mask_", "tiny_sweep_fa=nn_"] {
+        for seed in 0..2 {
+            let log = out.join(format!("logs/{cell}-seed-{seed}.log"));
+            let log = std::fs::read_to_string(&log).unwrap_or_else(|_| panic!("{log:?}"));
+            assert!(log.contains("kNN top-1"), "{log}");
+        }
+    }
+    let csv = std::fs::read_to_string(out.join("table.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5, "a header and a row per run:\n{csv}");
+    for cell in ["tiny_sweep[fa=mask]", "tiny_sweep[fa=nn]"] {
+        let knn = knn_column(&csv, cell);
+        assert!(knn > 10.0 && knn <= 100.0, "{cell}: kNN {knn}%");
+    }
+    // Seed 1 trained with the file's seed plus one, as the serial sweep trains it.
+    let stored = std::fs::read_to_string(out.join("tiny_sweep_fa=nn_/seed-1/model.json")).unwrap();
+    let stored: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    let seed0 = std::fs::read_to_string(out.join("tiny_sweep_fa=nn_/seed-0/model.json")).unwrap();
+    let seed0: serde_json::Value = serde_json::from_str(&seed0).unwrap();
+    assert_eq!(
+        stored["model"]["train"]["seed"].as_u64().unwrap(),
+        seed0["model"]["train"]["seed"].as_u64().unwrap() + 1
+    );
+
+    let serial = expect_code(fa(&args), 0, "serial sweep afterwards");
+    let text = stderr(&serial);
+    assert_eq!(
+        text.matches("skipped").count(),
+        4,
+        "all four are this sweep's: {text}"
+    );
+    assert_eq!(std::fs::read_to_string(out.join("table.csv")).unwrap(), csv);
+
+    args.extend(["--devices", "gpu0"]);
+    let bad = expect_code(fa(&args), 2, "a bad device");
+    assert!(
+        stderr(&bad).contains("`gpu0` is not a device"),
+        "{}",
+        stderr(&bad)
+    );
+}
+
 #[test]
 fn sweep_writes_a_table_of_both_cells_and_skips_them_when_run_again() {
     let root = fashion_root_flag();

@@ -80,6 +80,7 @@ fn main() -> ExitCode {
             out,
             device,
             data_root,
+            devices,
         } => commands::sweep(&SweepArgs {
             file,
             overrides,
@@ -87,6 +88,7 @@ fn main() -> ExitCode {
             out,
             device,
             data_root,
+            devices,
         }),
         Command::Export {
             run,

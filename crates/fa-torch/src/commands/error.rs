@@ -136,6 +136,26 @@ pub enum CommandError {
     #[error(transparent)]
     #[diagnostic(code(fa::train))]
     Plot(#[from] PlotError),
+    #[error("the sweep stopped by {signal}; {running} run(s) in progress kept their checkpoints")]
+    #[diagnostic(code(fa::interrupted), help("continue it with the same fa sweep command: finished runs are skipped, stopped ones resume"))]
+    SweepInterrupted {
+        signal: &'static str,
+        number: i32,
+        running: usize,
+    },
+    #[error("{failed} of {total} sweep run(s) failed:\n{details}")]
+    #[diagnostic(code(fa::train), help("each run's output is in its log; run the sweep again to retry them (finished runs are skipped)"))]
+    SweepRunsFailed {
+        failed: usize,
+        total: usize,
+        details: String,
+    },
+    #[error("--devices: `{device}` is not a device; expected cpu, cuda, cuda:N or N")]
+    #[diagnostic(code(fa::usage))]
+    BadDevices { device: String },
+    #[error("cannot start a sweep run: {source}")]
+    #[diagnostic(code(fa::usage))]
+    SweepSpawn { source: std::io::Error },
     #[error("stopped by {signal} after step {step}; the checkpoint {} holds the progress", .checkpoint.display())]
     #[diagnostic(code(fa::interrupted))]
     Interrupted {
@@ -157,7 +177,9 @@ impl CommandError {
     /// Usage and I/O problems exit with 2; a run that failed exits with 1. The diagnostic
     /// code is the one place that says which: `fa::train` marks a run that failed.
     pub fn exit_code(&self) -> u8 {
-        if let CommandError::Interrupted { number, .. } = self {
+        if let CommandError::Interrupted { number, .. }
+        | CommandError::SweepInterrupted { number, .. } = self
+        {
             return (128 + number).clamp(1, 255) as u8;
         }
         if let CommandError::RanksExited { code } = self {

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use tch::Device;
 
 use super::{compile, data_root, device, folder_name, model_source, CommandError};
+
+mod pool;
 use crate::train::{LogFormat, Summary, TrainOptions};
 use fa_lang::driver::Outcome;
 use fa_lang::resolve::{Cell, Override};
@@ -20,6 +22,8 @@ pub struct SweepArgs {
     pub out: Option<PathBuf>,
     pub device: String,
     pub data_root: Option<PathBuf>,
+    /// `--devices`: run this many cells at once, one per device (`cpu` may repeat).
+    pub devices: Vec<String>,
 }
 
 /// `fa sweep`: every cell × seed, resumable; a markdown table and a CSV at the end.
@@ -56,7 +60,11 @@ pub fn sweep(args: &SweepArgs) -> Result<Outcome, CommandError> {
             });
         }
     }
+    // Each cell × seed is either done (its summary read back) or still to train.
+    let parallel = !args.devices.is_empty();
+    let workers = pool::parse_devices(&args.devices)?;
     let mut results: Vec<(Cell, Vec<Summary>)> = Vec::new();
+    let mut jobs: Vec<pool::Job> = Vec::new();
     for (cell, valid) in compiled.cells {
         let mut summaries = Vec::new();
         for seed in 0..seeds.max(1) {
@@ -77,13 +85,10 @@ pub fn sweep(args: &SweepArgs) -> Result<Outcome, CommandError> {
                     });
                 }
             }
-            let done = run.join("summary.json");
-            if let Ok(text) = std::fs::read_to_string(&done) {
-                if let Ok(summary) = serde_json::from_str::<SummaryRecord>(&text) {
-                    eprintln!("{}: seed {seed} done, skipped", cell.name);
-                    summaries.push(summary.into());
-                    continue;
-                }
+            if let Some(summary) = finished(&run) {
+                eprintln!("{}: seed {seed} done, skipped", cell.name);
+                summaries.push(summary);
+                continue;
             }
             let valid = if seed == 0 {
                 valid.clone()
@@ -92,6 +97,17 @@ pub fn sweep(args: &SweepArgs) -> Result<Outcome, CommandError> {
                     .map_err(|_| CommandError::ReseededInvalid)?
             };
             let resume = crate::train::checkpoint::latest(&run).is_some();
+            if parallel {
+                // Trained below by a child process; its summary joins the table then.
+                jobs.push(pool::Job {
+                    cell: cell.name.clone(),
+                    seed,
+                    train_seed: model.train.seed,
+                    run,
+                    resume,
+                });
+                continue;
+            }
             eprintln!("{}: seed {seed}", cell.name);
             let options = TrainOptions {
                 out: run,
@@ -117,6 +133,28 @@ pub fn sweep(args: &SweepArgs) -> Result<Outcome, CommandError> {
         }
         results.push((cell, summaries));
     }
+    if parallel {
+        pool::run(
+            &jobs,
+            &workers,
+            &pool::Command {
+                file,
+                overrides,
+                data_root: root,
+                logs: &out.join("logs"),
+            },
+        )?;
+        // Every job has finished: read the summaries back, in the table's order.
+        for (cell, summaries) in &mut results {
+            summaries.clear();
+            for seed in 0..seeds.max(1) {
+                let run = out
+                    .join(folder_name(&cell.name))
+                    .join(format!("seed-{seed}"));
+                summaries.extend(finished(&run));
+            }
+        }
+    }
     let table = crate::train::table::render(&results, &compiled_header(&results, seeds, device));
     std::fs::create_dir_all(&out).map_err(|source| CommandError::Write {
         path: out.clone(),
@@ -129,6 +167,14 @@ pub fn sweep(args: &SweepArgs) -> Result<Outcome, CommandError> {
     }
     print!("{}", table.markdown);
     Ok(Outcome::Success)
+}
+
+/// The summary of a finished run in `run`, if it has one.
+fn finished(run: &Path) -> Option<Summary> {
+    let text = std::fs::read_to_string(run.join("summary.json")).ok()?;
+    serde_json::from_str::<SummaryRecord>(&text)
+        .ok()
+        .map(Summary::from)
 }
 
 /// What a finished run's summary.json holds, read back for a resumed sweep.

@@ -218,7 +218,8 @@ pub fn first_host(list: &str) -> Option<String> {
 /// next collective) before they are killed.
 const GRACE: Duration = Duration::from_secs(5);
 
-fn describe(status: ExitStatus) -> String {
+/// How a child process ended, in words: "exited with code 1", "was killed by signal 9 (SIGKILL)".
+pub(crate) fn describe(status: ExitStatus) -> String {
     #[cfg(unix)]
     {
         use std::os::unix::process::ExitStatusExt;
@@ -241,7 +242,7 @@ fn describe(status: ExitStatus) -> String {
 }
 
 #[cfg(unix)]
-fn signal(child: &Child, number: i32) {
+pub(crate) fn signal(child: &Child, number: i32) {
     // SAFETY: kill(2) on a child this process started and has not yet reaped.
     unsafe {
         libc::kill(child.id() as i32, number);
