@@ -398,7 +398,11 @@ fn ranks_of(pid: u32) -> Vec<(usize, u32)> {
 
 /// Starts a long two-rank run and waits until both ranks have taken `steps` steps.
 fn start_long_run(out: &Path, traces: &Path, steps: usize) -> Child {
-    let args = [
+    start_long_run_with(out, traces, steps, &[])
+}
+
+fn start_long_run_with(out: &Path, traces: &Path, steps: usize, extra: &[&str]) -> Child {
+    let mut args = vec![
         "train",
         "tests/train/tiny.fa",
         "--no-eval",
@@ -411,6 +415,7 @@ fn start_long_run(out: &Path, traces: &Path, steps: usize) -> Child {
         "--out",
         support::process::path_text(out),
     ];
+    args.extend(extra);
     let child = fa_command(&args, Some(traces))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -451,6 +456,52 @@ fn a_killed_rank_ends_the_job_naming_it() {
     assert!(killed_at.elapsed() < Duration::from_secs(30));
     // The checkpoint of the first epoch (16 steps) was written before and stays valid.
     checkpoint(&folder.path().join("run"), 16);
+}
+
+/// A rank that stops answering (SIGSTOP: alive, but never reaching the next collective) is
+/// named by the rank that waited for it, once the timeout has passed.
+#[test]
+fn a_stalled_rank_is_named_by_the_rank_that_waited_for_it() {
+    let _serial = serial();
+    let folder = tempfile::tempdir().unwrap();
+    let traces = folder.path().join("trace");
+    std::fs::create_dir(&traces).unwrap();
+    let child = start_long_run_with(
+        &folder.path().join("run"),
+        &traces,
+        5,
+        &["--dist-timeout", "4"],
+    );
+    let ranks = ranks_of(child.id());
+    assert_eq!(ranks.len(), 2, "two ranks under the supervisor: {ranks:?}");
+    let stalled_at = Instant::now();
+    // SAFETY: kill(2) on a process this test's child started.
+    unsafe {
+        libc::kill(ranks[1].1 as i32, libc::SIGSTOP);
+    }
+    let output = wait_with_limit(child, Duration::from_secs(90), "the stalled job");
+    // The supervisor killed the stopped rank; make sure nothing is left behind either way.
+    // SAFETY: as above (the process may be gone already).
+    unsafe {
+        libc::kill(ranks[1].1 as i32, libc::SIGKILL);
+    }
+    let stderr = support::process::stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    // The message as one line, without the report's wrapping and margin.
+    let flat = stderr
+        .replace('│', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        flat.contains("Timed out")
+            && flat.contains(
+                "rank 1 never reached this collective (it stalled or lost its connection)"
+            ),
+        "the waiting rank names the stalled one: {stderr}"
+    );
+    // The timeout (4 s), the wait for other waiting ranks (10 s) and the supervisor's grace.
+    assert!(stalled_at.elapsed() < Duration::from_secs(45));
 }
 
 #[test]

@@ -21,6 +21,7 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <exception>
@@ -52,6 +53,8 @@ int guarded(F&& body) {
 struct Group {
   c10::intrusive_ptr<c10d::ProcessGroup> group;
   std::string name;
+  // The group's store, for fa's own keys (each rank's last finished step).
+  c10::intrusive_ptr<c10d::Store> store;
 };
 
 }  // namespace
@@ -142,7 +145,8 @@ void* fa_dist_new_group(int backend_kind, int cuda_device, int store_kind, const
 #endif
     group->setGroupName(name);
     c10d::register_process_group(name, group);
-    made = new Group{group, std::string(name)};
+    auto own = c10::make_intrusive<c10d::PrefixStore>("fa", prefixed);
+    made = new Group{group, std::string(name), own};
   });
   return made;
 }
@@ -152,6 +156,33 @@ void fa_dist_free(void* handle) {
   if (group == nullptr) return;
   guarded([&] { c10d::unregister_process_group(group->name); });
   delete group;
+}
+
+// Sets `key` to `value` in the group's store.
+int fa_dist_store_set(void* handle, const char* key, const char* value) {
+  return guarded([&] {
+    std::string text(value);
+    std::vector<uint8_t> bytes(text.begin(), text.end());
+    static_cast<Group*>(handle)->store->set(std::string(key), bytes);
+  });
+}
+
+// Copies the value of `key` into `buffer` (at most `capacity` bytes, NUL-terminated) when the
+// key is set; returns its length, -2 when it is not set, -1 on failure (the store waits at
+// most `timeout_ms` for an answer).
+int64_t fa_dist_store_get(void* handle, const char* key, int64_t timeout_ms, char* buffer,
+                          int64_t capacity) {
+  int64_t length = -2;
+  int status = guarded([&] {
+    auto& store = static_cast<Group*>(handle)->store;
+    store->setTimeout(std::chrono::milliseconds(timeout_ms));
+    if (!store->check({std::string(key)})) return;
+    auto bytes = store->get(std::string(key));
+    length = std::min<int64_t>(static_cast<int64_t>(bytes.size()), capacity - 1);
+    std::copy(bytes.begin(), bytes.begin() + length, buffer);
+    buffer[length] = 0;
+  });
+  return status == 0 ? length : -1;
 }
 
 // Sums `tensor` over the ranks, in place.

@@ -26,6 +26,14 @@ extern "C" {
         name: *const c_char,
     ) -> *mut c_void;
     fn fa_dist_free(handle: *mut c_void);
+    fn fa_dist_store_set(handle: *mut c_void, key: *const c_char, value: *const c_char) -> i32;
+    fn fa_dist_store_get(
+        handle: *mut c_void,
+        key: *const c_char,
+        timeout_ms: i64,
+        buffer: *mut c_char,
+        capacity: i64,
+    ) -> i64;
     fn fa_dist_all_reduce_sum(handle: *mut c_void, tensor: *mut c_void) -> i32;
     fn fa_dist_all_reduce_sum_coalesced(
         handle: *mut c_void,
@@ -201,6 +209,58 @@ impl ProcessGroup {
 
     pub fn world(&self) -> usize {
         self.world
+    }
+
+    /// Marks in the group's store that this rank gave up waiting in a collective, so that
+    /// the ranks that waited can tell themselves apart from one that never came
+    /// ([`ProcessGroup::marked_failed`]).
+    pub fn mark_failed(&self) -> Result<(), DistError> {
+        let key = CString::new(format!("failed/{}", self.rank)).expect("no NUL");
+        // SAFETY: the handle is live and the strings outlive the call.
+        check("store write", unsafe {
+            fa_dist_store_set(self.handle, key.as_ptr(), c"1".as_ptr())
+        })
+    }
+
+    /// Whether `rank` has marked itself failed (`None`: the store did not answer within
+    /// `timeout`).
+    pub fn marked_failed(&self, rank: usize, timeout: Duration) -> Option<bool> {
+        let key = CString::new(format!("failed/{rank}")).expect("no NUL");
+        let mut buffer = [0 as c_char; 8];
+        // SAFETY: the handle is live; the buffer outlives the call and its size is passed.
+        let length = unsafe {
+            fa_dist_store_get(
+                self.handle,
+                key.as_ptr(),
+                timeout.as_millis().min(i64::MAX as u128) as i64,
+                buffer.as_mut_ptr(),
+                buffer.len() as i64,
+            )
+        };
+        match length {
+            -2 => Some(false),
+            length if length >= 0 => Some(true),
+            _ => None,
+        }
+    }
+
+    /// After a collective timed out on this rank: the other ranks that did not time out
+    /// too within `wait` (each waiting rank marks itself, [`ProcessGroup::mark_failed`]),
+    /// so the ones that stalled or were lost. Ranks whose state the store cannot tell are
+    /// left out.
+    pub fn ranks_that_never_came(&self, wait: Duration) -> Vec<usize> {
+        let _ = self.mark_failed();
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            let missing: Vec<usize> = (0..self.world)
+                .filter(|&rank| rank != self.rank)
+                .filter(|&rank| self.marked_failed(rank, Duration::from_secs(2)) == Some(false))
+                .collect();
+            if missing.is_empty() || std::time::Instant::now() >= deadline {
+                return missing;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// Sums `tensor` over the ranks, in place (a contiguous CPU tensor).

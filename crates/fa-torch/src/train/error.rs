@@ -167,7 +167,7 @@ pub enum TrainError {
     #[error("torch error: {0}")]
     #[diagnostic(code(fa::train))]
     Torch(#[from] tch::TchError),
-    #[error("rank {rank}: {error}")]
+    #[error("rank {rank}: {error}{stalled}")]
     #[diagnostic(
         code(fa::train),
         help("when another rank stopped or lost its connection, its own message says why")
@@ -175,6 +175,9 @@ pub enum TrainError {
     Distributed {
         rank: usize,
         error: crate::dist::DistError,
+        /// The ranks that never reached the collective that timed out, as a clause
+        /// (`; rank 1 never reached …`), or empty.
+        stalled: String,
     },
     #[error("data.batch {batch} does not split into {world} equal slices, one per rank")]
     #[diagnostic(

@@ -61,6 +61,27 @@ pub struct Parallel {
     pub trace: Option<PathBuf>,
 }
 
+/// How long a rank whose collective timed out waits for the other waiting ranks to say so.
+const STALL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The clause of the error that names the ranks that never reached the collective.
+fn stalled_ranks(missing: &[usize]) -> String {
+    match missing {
+        [] => String::new(),
+        [rank] => format!(
+            "; rank {rank} never reached this collective (it stalled or lost its connection)"
+        ),
+        ranks => format!(
+            "; ranks {} never reached this collective (they stalled or lost their connections)",
+            ranks
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
 impl Parallel {
     pub fn rank(&self) -> usize {
         self.collectives.rank()
@@ -75,11 +96,23 @@ impl Parallel {
         self.rank() == 0
     }
 
-    /// Wraps a failed collective with this rank's number.
+    /// Wraps a failed collective with this rank's number. After a timeout, the ranks that
+    /// waited mark themselves in the store and give each other [`STALL_WAIT`] to do so; the
+    /// ranks that never mark themselves are the ones that stalled or were lost, and the error
+    /// names them.
     pub(crate) fn error(&self, source: DistError) -> TrainError {
+        let timed_out = matches!(&source, DistError::Collective { message, .. }
+            if message.to_ascii_lowercase().contains("timed out")
+                || message.to_ascii_lowercase().contains("timeout"));
+        let missing = if timed_out {
+            self.collectives.group().ranks_that_never_came(STALL_WAIT)
+        } else {
+            Vec::new()
+        };
         TrainError::Distributed {
             rank: self.rank(),
             error: source,
+            stalled: stalled_ranks(&missing),
         }
     }
 }
@@ -688,4 +721,22 @@ fn augmentation_grid(
         events.path(),
     )?;
     Ok(events.image("augmentation", 0, &png, width, height)?)
+}
+
+#[cfg(test)]
+mod stall_tests {
+    use super::stalled_ranks;
+
+    #[test]
+    fn the_ranks_that_never_came_are_named() {
+        assert_eq!(stalled_ranks(&[]), "");
+        assert_eq!(
+            stalled_ranks(&[1]),
+            "; rank 1 never reached this collective (it stalled or lost its connection)"
+        );
+        assert_eq!(
+            stalled_ranks(&[2, 5]),
+            "; ranks 2, 5 never reached this collective (they stalled or lost their connections)"
+        );
+    }
 }
