@@ -121,23 +121,26 @@ impl Optimizer {
         }
     }
 
-    /// The global L2 norm of all gradients (the norm of their concatenation), in float64.
+    /// The global L2 norm of all gradients (the norm of their concatenation): per-tensor
+    /// norms in the gradients' dtype, combined in float64.
     /// Parameters without a gradient count as zero.
     pub fn grad_norm(&self) -> f64 {
-        let squares: Vec<Tensor> = self
+        let grads: Vec<Tensor> = self
             .slots
             .iter()
-            .filter_map(|slot| {
-                let grad = slot.parameter.grad();
-                grad.defined()
-                    .then(|| grad.to_kind(Kind::Double).square().sum(Kind::Double))
-            })
+            .map(|slot| slot.parameter.grad())
+            .filter(Tensor::defined)
             .collect();
-        if squares.is_empty() {
+        if grads.is_empty() {
             return 0.0;
         }
-        // One stack and one transfer rather than a device round-trip per parameter.
-        Tensor::stack(&squares, 0)
+        // Each gradient's norm in its own dtype by one multi-tensor operation (as PyTorch's
+        // `clip_grad_norm_`), then the norm of the norms in float64: one stack and one
+        // transfer rather than a device round-trip, or a float64 copy, per parameter.
+        let norms = crate::native::foreach_norm(&grads.iter().collect::<Vec<_>>());
+        Tensor::stack(&norms, 0)
+            .to_kind(Kind::Double)
+            .square()
             .sum(Kind::Double)
             .sqrt()
             .double_value(&[])

@@ -271,14 +271,19 @@ impl Residual {
         for (index, (conv, norm)) in self.convs.iter().enumerate() {
             out = conv_norm(conv, norm, &out, train);
             if index != last {
-                out = out.relu();
+                // In place, as torchvision: batch norm's backward needs its input, not its
+                // output, and ReLU's backward needs only its result.
+                let _ = out.relu_();
             }
         }
         let identity = match &self.downsample {
             Some((conv, norm)) => conv_norm(conv, norm, xs, train),
             None => xs.shallow_clone(),
         };
-        (out + identity).relu()
+        // The sum in place too (its backward needs neither operand), then ReLU in place.
+        let _ = out.g_add_(&identity);
+        let _ = out.relu_();
+        out
     }
 }
 
@@ -363,7 +368,8 @@ impl ResNet {
     /// # Shapes
     /// `[N, C, H, W]` to `[N, 512]` (ResNet-18/34) or `[N, 2048]` (ResNet-50 and deeper).
     pub fn forward(&self, xs: &Tensor, train: bool) -> Tensor {
-        let mut out = conv_norm(&self.conv1, &self.bn1, xs, train).relu();
+        let mut out = conv_norm(&self.conv1, &self.bn1, xs, train);
+        let _ = out.relu_();
         if self.max_pool {
             out = out.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
         }
