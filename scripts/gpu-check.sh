@@ -323,7 +323,7 @@ record dist_smoke "{\"backend\": \"$backend\", \"status\": \"$smoke_status\"}"
     echo "## Data-parallel smoke test (one rank, $backend): $smoke_status"
     echo
     echo '```text'
-    grep -E "rank|error|nccl|NCCL" "$out/logs/dist-smoke.log" | head -n 5
+    grep -E "ranks|rank [0-9]|error|NCCL|Gloo" "$out/logs/dist-smoke.log" | head -n 5
     echo '```'
     echo
 } >> "$markdown"

@@ -257,6 +257,16 @@ fn launchers_are_read_from_their_variables() {
         ("MASTER_PORT", "1"),
     ];
     assert_eq!(Launch::from_vars(vars(&single)).unwrap(), None);
+    // fa's own variables form a group even of one rank (the GPU check's NCCL smoke test).
+    let own = [
+        ("FA_RANK", "0"),
+        ("FA_WORLD_SIZE", "1"),
+        ("FA_RENDEZVOUS_FILE", "/tmp/x"),
+    ];
+    let one = Launch::from_vars(vars(&own))
+        .unwrap()
+        .expect("a job of one rank");
+    assert_eq!((one.rank, one.world), (0, 1));
 
     let torchrun = [
         ("RANK", "3"),

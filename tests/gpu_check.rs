@@ -100,16 +100,24 @@ fn the_gpu_check_runs_every_section_in_small_mode_on_the_cpu() {
         assert!((0.0..=100.0).contains(&knn));
     }
     assert_eq!(json["doctor"]["status"], "ok");
+    // The one-rank data-parallel job (Gloo here, NCCL on a GPU) formed its group and trained.
+    assert_eq!(json["dist_smoke"]["backend"], "gloo");
+    assert_eq!(json["dist_smoke"]["status"], "ok");
     let markdown = std::fs::read_to_string(out.path().join("results.md")).unwrap();
     for heading in [
         "## fa doctor",
         "## Training step",
         "## NN-FA share",
         "## Pre-training",
+        "## Data-parallel smoke test (one rank, gloo): ok",
     ] {
         assert!(markdown.contains(heading), "{heading} missing:\n{markdown}");
     }
     assert!(markdown.contains("| fa train |"), "{markdown}");
+    assert!(
+        markdown.contains("note: data-parallel training on 1 ranks (Gloo)"),
+        "{markdown}"
+    );
 }
 
 #[test]

@@ -242,6 +242,11 @@ pub fn train(args: &TrainArgs) -> Result<Outcome, CommandError> {
             let group =
                 crate::dist::ProcessGroup::new(&launch.group_options(backend, args.dist_timeout))?;
             let parallel = crate::train::Parallel {
+                backend: match backend {
+                    crate::dist::Backend::Gloo => "Gloo",
+                    crate::dist::Backend::Nccl { .. } => "NCCL",
+                    crate::dist::Backend::GlooCuda { .. } => "Gloo on CUDA",
+                },
                 collectives: crate::dist::Collectives::new(group),
                 sync_batch_norm: args.sync_batch_norm || valid.model().train.sync_batch_norm,
                 trace: std::env::var_os(crate::dist::launch::TRACE_VAR).map(PathBuf::from),

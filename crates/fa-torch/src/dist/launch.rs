@@ -88,7 +88,7 @@ fn number(name: &'static str, value: &str) -> Result<usize, LaunchError> {
 
 impl Launch {
     /// The job this process belongs to according to the environment; `None` for a process
-    /// that trains alone (no launcher's variables, or a world of one).
+    /// that trains alone (no launcher's variables, or torchrun's or SLURM's world of one).
     pub fn from_env() -> Result<Option<Launch>, LaunchError> {
         Launch::from_vars(|name| std::env::var(name).ok())
     }
@@ -181,7 +181,9 @@ impl Launch {
                 world: launch.world,
             });
         }
-        Ok((launch.world > 1).then_some(launch))
+        // A launcher's world of one trains alone; fa's own variables ask for a group even of
+        // one rank (the GPU check's smoke test of the NCCL backend on one GPU).
+        Ok((launch.world > 1 || launch.launcher == Launcher::Local).then_some(launch))
     }
 
     /// The options of this rank's process group. Local jobs bind Gloo to loopback; jobs of

@@ -59,6 +59,8 @@ pub struct Parallel {
     /// A folder where each rank appends, per step, the samples it trained on and the norm of
     /// its local gradient before averaging (`rank<r>.jsonl`): a diagnostic the tests read.
     pub trace: Option<PathBuf>,
+    /// The backend, as `fa train` announces it (`Gloo`, `NCCL`, `Gloo on CUDA`).
+    pub backend: &'static str,
 }
 
 /// How long a rank whose collective timed out waits for the other waiting ranks to say so.
@@ -434,8 +436,9 @@ fn train_prepared(
             .map_err(|e| parallel.error(e))?;
         if leads && options.log != LogFormat::Quiet {
             eprintln!(
-                "note: data-parallel training on {} ranks (Gloo); each rank takes {} of the global batch of {}; sync batch norm {}",
+                "note: data-parallel training on {} ranks ({}); each rank takes {} of the global batch of {}; sync batch norm {}",
                 parallel.world(),
+                parallel.backend,
                 geo.batch / parallel.world(),
                 geo.batch,
                 if parallel.sync_batch_norm { "on" } else { "off: each rank normalises its own slice" }
