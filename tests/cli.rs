@@ -299,17 +299,17 @@ fn expand_lists_the_six_cells_of_table_one() {
 fn lower_prints_the_quickstart_parameter_total() {
     let output = expect_code(fa(&["lower", "models/quickstart.fa"]), 0, "lower");
     let text = stdout(&output);
-    // By hand: convnet(16, 32, 64) on one channel, 3×3 convolutions without bias, each
-    // followed by batch norm: 144 + 32 + 4,608 + 64 + 18,432 + 128 = 23,408.
-    // g = mlp(256, 128) from 64, batch norm after both layers, no biases:
-    // 16,384 + 512 + 32,768 + 256 = 49,920.
+    // By hand: convnet(16, 32, 256) on one channel, 3×3 convolutions without bias, each
+    // followed by batch norm: 144 + 32 + 4,608 + 64 + 73,728 + 512 = 79,088.
+    // g = mlp(256, 128) from 256, batch norm after both layers, no biases:
+    // 65,536 + 512 + 32,768 + 256 = 99,072.
     // q = mlp(256, 128) from 128, batch norm after the hidden layer, a biased output:
     // 32,768 + 512 + 32,768 + 128 = 66,176.
     let line = text
         .lines()
         .find(|l| l.starts_with("trainable parameters:"))
         .unwrap_or_else(|| panic!("no total in:\n{text}"));
-    assert_eq!(line.split_whitespace().last(), Some("139,504"), "{line}");
+    assert_eq!(line.split_whitespace().last(), Some("244,336"), "{line}");
     assert!(
         text.contains("bank.augmented.features"),
         "the bank is in the table: {text}"
