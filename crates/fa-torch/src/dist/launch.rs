@@ -341,6 +341,9 @@ pub fn run_local(
         Some((0, _)) if codes[0].and_then(|status| status.code()).is_some() => {
             Ok(codes[0].and_then(|status| status.code()).unwrap_or(1))
         }
+        // Rank 0 refused the run (a usage problem, exit 2) and the others stopped on hearing
+        // it, one of them possibly exiting before rank 0 did: rank 0's code is the job's.
+        Some(_) if codes[0].and_then(|status| status.code()) == Some(2) => Ok(2),
         Some((rank, how)) => Err(LaunchError::RankFailed { rank, how }),
         None => Ok(codes[0].and_then(|status| status.code()).unwrap_or(1)),
     }

@@ -54,8 +54,19 @@ pub(super) fn parse_devices(names: &[String]) -> Result<Vec<Device>, CommandErro
                     device: name.to_string(),
                 });
             }
-            device(&spelled).map_err(|_| CommandError::BadDevices {
-                device: name.to_string(),
+            // A CUDA device that is not there keeps its own message (how many there are).
+            device(&spelled).map_err(|error| {
+                let cuda = spelled == "cuda"
+                    || spelled
+                        .strip_prefix("cuda:")
+                        .is_some_and(|index| index.parse::<usize>().is_ok());
+                if cuda {
+                    error
+                } else {
+                    CommandError::BadDevices {
+                        device: name.to_string(),
+                    }
+                }
             })
         })
         .collect()
@@ -281,6 +292,13 @@ mod tests {
             parse_devices(&["cpu".into(), " cpu ".into()]).unwrap(),
             [Device::Cpu, Device::Cpu]
         );
+        // Without a GPU, `0` is CUDA device 0, which this machine lacks: refused either way.
+        if !tch::Cuda::is_available() {
+            assert!(matches!(
+                parse_devices(&["0".into()]),
+                Err(CommandError::Device(_))
+            ));
+        }
         for bad in ["gpu", "", "auto", "cuda:x"] {
             assert!(
                 matches!(
