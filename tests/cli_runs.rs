@@ -247,6 +247,114 @@ fn a_sweep_over_two_devices_trains_the_cells_at_once_and_a_serial_sweep_skips_th
     );
 }
 
+/// Ctrl-C reaches the sweep alone; it passes the stop on to each running child once, and
+/// each child checkpoints where it stopped; nothing new starts.
+#[test]
+fn ctrl_c_stops_a_sweep_over_two_devices_with_a_checkpoint_per_running_run() {
+    let root = fashion_root_flag();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sweep");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_fa"))
+        .args([
+            "sweep",
+            "tests/cli/tiny_sweep.fa",
+            "--out",
+            path_text(&out),
+            "--data-root",
+            &root,
+            "--device",
+            "cpu",
+            "--seeds",
+            "2",
+            "--set",
+            "train.epochs=1000",
+            "--devices",
+            "cpu,cpu",
+        ])
+        .current_dir(support::project_root())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("fa runs");
+    let mut sweep = KillOnDrop(Some(child));
+    let pid = sweep.0.as_ref().unwrap().id();
+    // The two workers take the first two runs: `fa=mask`, seeds 0 and 1. They are training
+    // once each has written a checkpoint (one per epoch of 4 steps).
+    let started = std::time::Instant::now();
+    let training = |seed: u32| {
+        std::fs::read_dir(out.join(format!("tiny_sweep_fa=mask_/seed-{seed}/checkpoints")))
+            .is_ok_and(|mut entries| entries.next().is_some())
+    };
+    while !(training(0) && training(1)) {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(90),
+            "the runs did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // SAFETY: kill(2) on this test's child.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGINT);
+    }
+    let stopped = std::time::Instant::now();
+    while sweep.0.as_mut().unwrap().try_wait().unwrap().is_none() {
+        assert!(
+            stopped.elapsed() < std::time::Duration::from_secs(60),
+            "the sweep did not stop"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let child = sweep.0.take().unwrap();
+    let output = child.wait_with_output().unwrap();
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(130), "{text}");
+    assert!(
+        text.contains("the sweep stopped by SIGINT; 2 run(s) in progress kept their checkpoints"),
+        "{text}"
+    );
+    for seed in 0..2 {
+        let run = out.join(format!("tiny_sweep_fa=mask_/seed-{seed}"));
+        let log =
+            std::fs::read_to_string(out.join(format!("logs/tiny_sweep_fa=mask_-seed-{seed}.log")))
+                .unwrap();
+        assert!(log.contains("stopped by SIGINT"), "seed {seed}: {log}");
+        assert!(
+            !run.join("summary.json").exists(),
+            "seed {seed} stopped before finishing"
+        );
+    }
+    assert!(
+        !out.join("tiny_sweep_fa=nn_").exists(),
+        "nothing new started after the stop"
+    );
+}
+
+/// Kills a sweep and the runs it started when a test ends early, so that a failed assertion
+/// leaves no training behind.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let Some(mut child) = self.0.take() else {
+            return;
+        };
+        let pid = child.id();
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        for grandchild in children
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
+            // SAFETY: kill(2) on a process the test's child started.
+            unsafe {
+                libc::kill(grandchild, libc::SIGKILL);
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
 #[test]
 fn sweep_writes_a_table_of_both_cells_and_skips_them_when_run_again() {
     let root = fashion_root_flag();
