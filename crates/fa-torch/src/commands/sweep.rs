@@ -68,9 +68,7 @@ pub fn sweep(args: &SweepArgs) -> Result<Outcome, CommandError> {
     for (cell, valid) in compiled.cells {
         let mut summaries = Vec::new();
         for seed in 0..seeds.max(1) {
-            let run = out
-                .join(folder_name(&cell.name))
-                .join(format!("seed-{seed}"));
+            let run = run_folder(&out, &cell, seed);
             let mut model = cell.model.clone();
             model.train.seed = model.train.seed.wrapping_add(seed);
             // A cell folder holding another configuration (an earlier sweep with other
@@ -148,10 +146,7 @@ pub fn sweep(args: &SweepArgs) -> Result<Outcome, CommandError> {
         for (cell, summaries) in &mut results {
             summaries.clear();
             for seed in 0..seeds.max(1) {
-                let run = out
-                    .join(folder_name(&cell.name))
-                    .join(format!("seed-{seed}"));
-                summaries.extend(finished(&run));
+                summaries.extend(finished(&run_folder(&out, cell, seed)));
             }
         }
     }
@@ -167,6 +162,12 @@ pub fn sweep(args: &SweepArgs) -> Result<Outcome, CommandError> {
     }
     print!("{}", table.markdown);
     Ok(Outcome::Success)
+}
+
+/// The folder of one seed of a cell: `OUT/<cell>/seed-<k>`.
+fn run_folder(out: &Path, cell: &Cell, seed: u64) -> PathBuf {
+    out.join(folder_name(&cell.name))
+        .join(format!("seed-{seed}"))
 }
 
 /// The summary of a finished run in `run`, if it has one.
