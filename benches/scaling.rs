@@ -12,6 +12,9 @@
 //! of `--steps` timed steps after two warm-up steps. The load average is printed with every
 //! table: on a shared machine the figures are upper bounds.
 
+#[path = "common/flags.rs"]
+mod flags;
+
 use std::time::Instant;
 
 use fa_lang::ir::ModuleKind;
@@ -33,13 +36,7 @@ struct Settings {
 }
 
 fn settings() -> Settings {
-    let args: Vec<String> = std::env::args().collect();
-    let value = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let value = flags::value;
     let list = |flag: &str, default: &[usize]| -> Vec<usize> {
         value(flag).map_or_else(
             || default.to_vec(),

@@ -4,6 +4,9 @@
 //! The PyTorch side is `benches/step_torch.py`, run with `$FA_PYTHON`, else the project's
 //! `.venv/bin/python`, else `python3`; both use the same thread count and device.
 
+#[path = "common/flags.rs"]
+mod flags;
+
 use std::process::Command;
 use std::time::Instant;
 
@@ -21,13 +24,7 @@ struct Settings {
 }
 
 fn settings() -> Settings {
-    let args: Vec<String> = std::env::args().collect();
-    let value = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let value = flags::value;
     let model = value("--model").unwrap_or_else(|| "small".into());
     let default_batch = if model == "resnet18" { 512 } else { 256 };
     Settings {

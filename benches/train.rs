@@ -11,6 +11,9 @@
 //! thread count (`FA_BENCH_THREADS` sets both) and device. Needs Fashion-MNIST under
 //! `$FA_DATA_ROOT`, else `/usr/share/datasets`.
 
+#[path = "common/flags.rs"]
+mod flags;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -30,13 +33,7 @@ struct Settings {
 }
 
 fn settings() -> Settings {
-    let args: Vec<String> = std::env::args().collect();
-    let value = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let value = flags::value;
     Settings {
         device: value("--device").unwrap_or_else(|| "cpu".into()),
         steps: value("--steps").and_then(|v| v.parse().ok()).unwrap_or(20),

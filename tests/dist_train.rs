@@ -432,28 +432,52 @@ fn start_long_run_with(out: &Path, traces: &Path, steps: usize, extra: &[&str]) 
     child
 }
 
+/// Starts a long two-rank run in `folder/run` (traces in `folder/trace`), waits for `steps`
+/// steps, sends `signal` to rank 1, and returns the job's output and how long it took to end.
+fn signal_rank_one(
+    folder: &Path,
+    steps: usize,
+    extra: &[&str],
+    signal: i32,
+    limit: Duration,
+) -> (Output, Duration) {
+    let traces = folder.join("trace");
+    std::fs::create_dir(&traces).unwrap();
+    let child = start_long_run_with(&folder.join("run"), &traces, steps, extra);
+    let ranks = ranks_of(child.id());
+    assert_eq!(ranks.len(), 2, "two ranks under the supervisor: {ranks:?}");
+    let signalled_at = Instant::now();
+    // SAFETY: kill(2) on a process this test's child started.
+    unsafe {
+        libc::kill(ranks[1].1 as i32, signal);
+    }
+    let output = wait_with_limit(child, limit, "the job after the signal");
+    // The supervisor ends the ranks; make sure nothing is left behind either way.
+    // SAFETY: as above (the process may be gone already).
+    unsafe {
+        libc::kill(ranks[1].1 as i32, libc::SIGKILL);
+    }
+    (output, signalled_at.elapsed())
+}
+
 #[test]
 fn a_killed_rank_ends_the_job_naming_it() {
     let _serial = serial();
     let folder = tempfile::tempdir().unwrap();
-    let traces = folder.path().join("trace");
-    std::fs::create_dir(&traces).unwrap();
-    let child = start_long_run(&folder.path().join("run"), &traces, 20);
-    let ranks = ranks_of(child.id());
-    assert_eq!(ranks.len(), 2, "two ranks under the supervisor: {ranks:?}");
-    let killed_at = Instant::now();
-    // SAFETY: kill(2) on a process this test's child started.
-    unsafe {
-        libc::kill(ranks[1].1 as i32, libc::SIGKILL);
-    }
-    let output = wait_with_limit(child, Duration::from_secs(60), "the killed job");
+    let (output, elapsed) = signal_rank_one(
+        folder.path(),
+        20,
+        &[],
+        libc::SIGKILL,
+        Duration::from_secs(60),
+    );
     let stderr = support::process::stderr(&output);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("rank 1 was killed by signal 9 (SIGKILL)"),
         "the message names the rank: {stderr}"
     );
-    assert!(killed_at.elapsed() < Duration::from_secs(30));
+    assert!(elapsed < Duration::from_secs(30));
     // The checkpoint of the first epoch (16 steps) was written before and stays valid.
     checkpoint(&folder.path().join("run"), 16);
 }
@@ -464,27 +488,13 @@ fn a_killed_rank_ends_the_job_naming_it() {
 fn a_stalled_rank_is_named_by_the_rank_that_waited_for_it() {
     let _serial = serial();
     let folder = tempfile::tempdir().unwrap();
-    let traces = folder.path().join("trace");
-    std::fs::create_dir(&traces).unwrap();
-    let child = start_long_run_with(
-        &folder.path().join("run"),
-        &traces,
+    let (output, elapsed) = signal_rank_one(
+        folder.path(),
         5,
         &["--dist-timeout", "4"],
+        libc::SIGSTOP,
+        Duration::from_secs(90),
     );
-    let ranks = ranks_of(child.id());
-    assert_eq!(ranks.len(), 2, "two ranks under the supervisor: {ranks:?}");
-    let stalled_at = Instant::now();
-    // SAFETY: kill(2) on a process this test's child started.
-    unsafe {
-        libc::kill(ranks[1].1 as i32, libc::SIGSTOP);
-    }
-    let output = wait_with_limit(child, Duration::from_secs(90), "the stalled job");
-    // The supervisor killed the stopped rank; make sure nothing is left behind either way.
-    // SAFETY: as above (the process may be gone already).
-    unsafe {
-        libc::kill(ranks[1].1 as i32, libc::SIGKILL);
-    }
     let stderr = support::process::stderr(&output);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     // The message as one line, without the report's wrapping and margin.
@@ -501,7 +511,7 @@ fn a_stalled_rank_is_named_by_the_rank_that_waited_for_it() {
         "the waiting rank names the stalled one: {stderr}"
     );
     // The timeout (4 s), the wait for other waiting ranks (10 s) and the supervisor's grace.
-    assert!(stalled_at.elapsed() < Duration::from_secs(45));
+    assert!(elapsed < Duration::from_secs(45));
 }
 
 #[test]

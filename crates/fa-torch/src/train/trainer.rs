@@ -103,9 +103,13 @@ impl Parallel {
     /// ranks that never mark themselves are the ones that stalled or were lost, and the error
     /// names them.
     pub(crate) fn error(&self, source: DistError) -> TrainError {
-        let timed_out = matches!(&source, DistError::Collective { message, .. }
-            if message.to_ascii_lowercase().contains("timed out")
-                || message.to_ascii_lowercase().contains("timeout"));
+        let timed_out = match &source {
+            DistError::Collective { message, .. } => {
+                let message = message.to_ascii_lowercase();
+                message.contains("timed out") || message.contains("timeout")
+            }
+            _ => false,
+        };
         let missing = if timed_out {
             self.collectives.group().ranks_that_never_came(STALL_WAIT)
         } else {
