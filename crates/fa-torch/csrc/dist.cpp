@@ -175,7 +175,8 @@ int64_t fa_dist_store_get(void* handle, const char* key, int64_t timeout_ms, cha
   int64_t length = -2;
   int status = guarded([&] {
     auto& store = static_cast<Group*>(handle)->store;
-    store->setTimeout(std::chrono::milliseconds(timeout_ms));
+    // The store is shared with the backends: libtorch's guard restores its own timeout.
+    c10d::StoreTimeoutGuard guard(*store, std::chrono::milliseconds(timeout_ms));
     if (!store->check({std::string(key)})) return;
     auto bytes = store->get(std::string(key));
     length = std::min<int64_t>(static_cast<int64_t>(bytes.size()), capacity - 1);
