@@ -178,7 +178,9 @@ fn knn_ms(device: Device, bank: usize, queries: usize, width: i64) -> f64 {
 }
 
 fn main() {
+    let host = fa_torch::host_memory::retain();
     let settings = settings();
+    println!("host memory: {host}");
     println!(
         "model {} (Parallel-predictor, NN FA), device {:?}, {} intra-op threads, median of {} steps",
         settings.model,

@@ -203,7 +203,9 @@ fn torch_throughput(
 }
 
 fn main() {
+    let host = fa_torch::host_memory::retain();
     let settings = settings();
+    println!("host memory: {host}");
     let device = match parse_device(&settings.device) {
         Ok(device) => device,
         Err(error) => {

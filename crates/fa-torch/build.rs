@@ -59,15 +59,21 @@ fn commit() -> String {
 
 /// Compiles the C++ shim: `csrc/autocast.cpp`, which sets the autocast dtypes (bfloat16)
 /// that tch does not expose; `csrc/dist.cpp`, c10d's process group and collectives
-/// (`src/dist/`); and `csrc/perf.cpp` (channels_last, the multi-tensor operations, CUDA peak
-/// memory). The wheel lacks Gloo's own headers, which c10d's Gloo header includes; Debian's
+/// (`src/dist/`); `csrc/host_cache.cpp`, the caching allocator of CPU tensors
+/// (`src/host_memory.rs`); and `csrc/perf.cpp` (channels_last, the multi-tensor operations,
+/// CUDA peak memory). The wheel lacks Gloo's own headers, which c10d's Gloo header includes; Debian's
 /// `libgloo-dev` provides them (`./dev` installs it). c10d's NCCL backend is compiled in when
 /// the libtorch is a CUDA build and the CUDA and NCCL headers are found beside it (the
 /// wheel's `nvidia` packages, with `nvidia-cuda-crt` and `nvidia-cuda-cccl`, which `./dev`
 /// installs); otherwise the shim says so at run time and `fa doctor` tells why
 /// (`FA_NCCL_MISSING`).
 fn compile_shim(lib: &str) {
-    const FILES: [&str; 3] = ["csrc/autocast.cpp", "csrc/dist.cpp", "csrc/perf.cpp"];
+    const FILES: [&str; 4] = [
+        "csrc/autocast.cpp",
+        "csrc/dist.cpp",
+        "csrc/host_cache.cpp",
+        "csrc/perf.cpp",
+    ];
     for file in FILES {
         println!("cargo:rerun-if-changed={file}");
     }

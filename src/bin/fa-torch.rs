@@ -13,6 +13,8 @@ use fa_torch::train::LogFormat;
 
 fn main() -> ExitCode {
     fa::exit_quietly_on_closed_pipe();
+    // Before any tensor exists: freed tensor memory is reused, not returned to the kernel.
+    fa_torch::host_memory::retain();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Doctor => commands::doctor(),

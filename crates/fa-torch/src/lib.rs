@@ -12,6 +12,7 @@ pub mod data;
 pub mod dist;
 pub mod eval;
 pub mod export;
+pub mod host_memory;
 pub mod lower;
 pub mod native;
 pub mod optim;

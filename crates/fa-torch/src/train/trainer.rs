@@ -393,6 +393,8 @@ fn train_prepared(
     } else {
         None
     };
+    // Decoding's temporaries are done with: give their cached blocks back.
+    crate::host_memory::release_cached();
     let geo = geometry(model, data.len)?;
     let seed_value = model.train.seed;
 
@@ -629,6 +631,8 @@ fn train_prepared(
     };
     if !options.skip_eval {
         if let Some(test) = &test {
+            // Evaluation's blocks have other sizes than training's.
+            crate::host_memory::release_cached();
             protocols::evaluate(
                 &trainer.evaluator(),
                 &data,
