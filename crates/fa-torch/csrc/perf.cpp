@@ -113,6 +113,26 @@ int fa_foreach_norm(at::Tensor** self, int count, at::Tensor** out) {
   return guarded([&] { scatter(at::_foreach_norm(gather(self, count), 2), out); });
 }
 
+// SGD with momentum over every tensor in one fused kernel per tensor (libtorch's
+// `_fused_sgd_`, what `torch.optim.SGD(fused=True)` runs): d = g + wd·p; buf = μ·buf + d
+// (buf = d when `first_step`); p −= lr·buf. `bufs` is null when μ = 0 (p −= lr·d).
+int fa_fused_sgd_(at::Tensor** params, at::Tensor** grads, at::Tensor** bufs, int count,
+                  double weight_decay, double momentum, double lr, int first_step) {
+  return guarded([&] {
+    std::vector<at::Tensor> buffers;
+    if (bufs != nullptr) buffers = gather(bufs, count);
+    at::_fused_sgd_(gather(params, count), gather(grads, count), buffers, weight_decay,
+                    momentum, lr, /*dampening=*/0.0, /*nesterov=*/false, /*maximize=*/false,
+                    first_step != 0);
+  });
+}
+
+// Drops the tensor's gradient, as PyTorch's `zero_grad(set_to_none=True)`: the next backward
+// pass stores its gradient instead of adding it to zeros.
+int fa_clear_grad(at::Tensor* tensor) {
+  return guarded([&] { tensor->mutable_grad().reset(); });
+}
+
 // The peak bytes the caching allocator of CUDA device `index` has held since the start or
 // the last reset; -1 when there is no CUDA device (or no CUDA build of libtorch).
 long long fa_cuda_peak_bytes(int index) {

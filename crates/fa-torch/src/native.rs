@@ -16,6 +16,17 @@ use torch_sys::C_tensor;
 
 extern "C" {
     fn fa_perf_last_error() -> *const c_char;
+    fn fa_fused_sgd_(
+        params: *const *mut C_tensor,
+        grads: *const *mut C_tensor,
+        bufs: *const *mut C_tensor,
+        count: c_int,
+        weight_decay: f64,
+        momentum: f64,
+        lr: f64,
+        first_step: c_int,
+    ) -> c_int;
+    fn fa_clear_grad(tensor: *const C_tensor) -> c_int;
     fn fa_channels_last(tensor: *const C_tensor) -> *mut C_tensor;
     fn fa_is_channels_last(tensor: *const C_tensor) -> c_int;
     fn fa_foreach_mul_scalar(
@@ -214,6 +225,50 @@ pub fn foreach_norm(list: &[&Tensor]) -> Vec<Tensor> {
     let ok = unsafe { fa_foreach_norm(pointers(list).as_ptr(), count(list), out.as_mut_ptr()) };
     check(ok, "_foreach_norm");
     owned(out)
+}
+
+/// SGD with momentum in libtorch's fused kernel (`_fused_sgd_`), in place: for each i,
+/// d = grads[i] + weight_decay·params[i]; with buffers, buf = momentum·buf + d (buf = d when
+/// `first_step`) and params[i] −= lr·buf; without, params[i] −= lr·d. All tensors share a
+/// dtype and a device; `buffers`, when given, has one tensor per parameter.
+pub fn fused_sgd_(
+    params: &[&Tensor],
+    grads: &[&Tensor],
+    buffers: Option<&[&Tensor]>,
+    weight_decay: f64,
+    momentum: f64,
+    lr: f64,
+    first_step: bool,
+) {
+    assert_eq!(params.len(), grads.len());
+    let buffer_pointers = buffers.map(|buffers| {
+        assert_eq!(buffers.len(), params.len());
+        pointers(buffers)
+    });
+    // SAFETY: the three lists have `count` pointers each (or no buffers: null).
+    let ok = unsafe {
+        fa_fused_sgd_(
+            pointers(params).as_ptr(),
+            pointers(grads).as_ptr(),
+            buffer_pointers
+                .as_ref()
+                .map_or(std::ptr::null(), |list| list.as_ptr()),
+            count(params),
+            weight_decay,
+            momentum,
+            lr,
+            c_int::from(first_step),
+        )
+    };
+    check(ok, "_fused_sgd_");
+}
+
+/// Drops `tensor`'s gradient (PyTorch's `zero_grad(set_to_none=True)`): afterwards
+/// `tensor.grad()` is undefined until a backward pass stores a new one.
+pub fn clear_grad(tensor: &Tensor) {
+    // SAFETY: the shim resets the gradient of the tensor tch owns.
+    let ok = unsafe { fa_clear_grad(tensor.as_ptr()) };
+    check(ok, "clearing a gradient");
 }
 
 /// The most bytes libtorch's caching allocator has held on `device` since the process
