@@ -32,7 +32,7 @@ done
 # name|environment (fa variants) — the first is fa as shipped.
 variants=(
   "fa|"
-  "fa, FA_OPTIM_FUSED=0|FA_OPTIM_FUSED=0"
+  "fa, FA_OPTIM_FUSED=1|FA_OPTIM_FUSED=1"
   "fa, FA_HOST_ALLOC=default|FA_HOST_ALLOC=default"
 )
 work=$(mktemp -d)

@@ -305,7 +305,7 @@ fn restored_state_continues_exactly_like_the_uninterrupted_optimiser() {
             .map(|name| fixtures[&format!("grad/{step}/{name}")].copy())
             .collect()
     };
-    // LARS runs the multi-tensor path, SGD the fused kernel (the defaults).
+    // LARS through the multi-tensor path, SGD through the fused kernel.
     for kind in [
         OptimKind::Lars {
             trust: 0.02,
@@ -314,7 +314,9 @@ fn restored_state_continues_exactly_like_the_uninterrupted_optimiser() {
         OptimKind::Sgd,
     ] {
         let build = |params: &[(String, Tensor)]| {
-            Optimizer::with_settings(kind, 0.9, 0.01, handles(params))
+            let mut optimizer = Optimizer::with_settings(kind, 0.9, 0.01, handles(params));
+            optimizer.set_fused(true);
+            optimizer
         };
 
         let straight = parameters(&initial);
