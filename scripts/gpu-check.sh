@@ -11,7 +11,8 @@
 #
 # Full mode (the default; on one H100/H200 in at most about 9 minutes): `fa doctor`; the
 # training step of models/cifar10/parallel_predictor.fa, cell fa=nn (ResNet-18, CIFAR stem,
-# NN FA from 16,384) at batch 512 in bf16 for fa and for both PyTorch loops (the expert one
+# NN FA from 16,384) at batch 512 in bf16 for fa (also with SGD's fused kernel,
+# FA_OPTIM_FUSED=1) and for both PyTorch loops (the expert one
 # with and without torch.compile), images/s and peak memory; the NN-FA share of fa's step
 # at banks of 16,384 and 65,536; a short CIFAR-10 pre-training of the cells fa=none and fa=nn
 # (same seed) with the kNN evaluation; a one-rank data-parallel job (NCCL on CUDA).
@@ -211,9 +212,14 @@ record doctor "$("$python" -c 'import json, sys; print(json.dumps({"status": sys
 
 # --- Training step: fa against the PyTorch loops
 fa_step step-fa "$step_limit" "$model" --set fa=nn
+# The same with SGD's fused kernel (opt-in; on a GPU it replaces several multi-tensor launches).
+export FA_OPTIM_FUSED=1
+fa_step step-fa-fused "$step_limit" "$model" --set fa=nn
+unset FA_OPTIM_FUSED
 torch_loop step-typical "$step_limit" --loop typical
 torch_loop step-expert "$step_limit" --loop expert
 fa_result=$(result step-fa)
+fa_fused=$(result step-fa-fused)
 typical=$(result step-typical)
 expert=$(result step-expert)
 compiled='{"skipped": "small mode"}'
@@ -221,14 +227,14 @@ if [ "$compile_too" = 1 ]; then
     torch_loop step-expert-compile "$((step_limit + 60))" --loop expert --compile
     compiled=$(result step-expert-compile)
 fi
-record step "{\"batch\": $batch, \"precision\": \"$precision\", \"fa\": $fa_result, \"typical\": $typical, \"expert\": $expert, \"expert_compile\": $compiled}"
+record step "{\"batch\": $batch, \"precision\": \"$precision\", \"fa\": $fa_result, \"fa_fused\": $fa_fused, \"typical\": $typical, \"expert\": $expert, \"expert_compile\": $compiled}"
 "$python" - "$json" "$batch" "$precision" >> "$markdown" <<'EOF'
 import json, sys
 step = json.load(open(sys.argv[1]))["step"]
 print(f"## Training step (batch {sys.argv[2]}, {sys.argv[3]})\n")
 print("| loop | images/s | ms/step | peak memory MiB |")
 print("|---|---|---|---|")
-for key, label in (("fa", "fa train"), ("typical", "PyTorch typical"), ("expert", "PyTorch expert"), ("expert_compile", "PyTorch expert + torch.compile")):
+for key, label in (("fa", "fa train"), ("fa_fused", "fa train, fused SGD (FA_OPTIM_FUSED=1)"), ("typical", "PyTorch typical"), ("expert", "PyTorch expert"), ("expert_compile", "PyTorch expert + torch.compile")):
     row = step[key]
     if "images_per_s" not in row:
         print(f"| {label} | {row.get('error') or row.get('skipped')} | | |")

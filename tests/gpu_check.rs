@@ -81,7 +81,7 @@ fn the_gpu_check_runs_every_section_in_small_mode_on_the_cpu() {
         serde_json::from_str(&std::fs::read_to_string(out.path().join("results.json")).unwrap())
             .unwrap();
     let rate = |section: &str, key: &str| json[section][key]["images_per_s"].as_f64();
-    for loop_name in ["fa", "typical", "expert"] {
+    for loop_name in ["fa", "fa_fused", "typical", "expert"] {
         let images_per_s = rate("step", loop_name)
             .unwrap_or_else(|| panic!("no step figure for {loop_name}: {}", json["step"]));
         assert!(images_per_s > 0.0, "{loop_name}: {images_per_s}");
