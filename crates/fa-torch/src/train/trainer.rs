@@ -572,8 +572,14 @@ fn train_prepared(
                 && finished_epoch % knn_every as u64 == 0
                 && finished_epoch < model.train.epochs as u64
             {
-                test.as_ref()
-                    .and_then(|test| protocols::quick_knn(&trainer.evaluator(), &data, test, model))
+                test.as_ref().and_then(|test| {
+                    // The evaluation's blocks have other sizes than training's: neither phase
+                    // keeps the other's cached.
+                    crate::host_memory::release_cached();
+                    let top1 = protocols::quick_knn(&trainer.evaluator(), &data, test, model);
+                    crate::host_memory::release_cached();
+                    top1
+                })
             } else {
                 None
             };
