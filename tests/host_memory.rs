@@ -133,6 +133,21 @@ fn main() {
     );
 
     check(
+        "an impossible request is libtorch's out-of-memory error",
+        || {
+            // 2^50 bytes: more than the address space the kernel gives a process.
+            let error = Tensor::f_empty([1i64 << 48], (Kind::Float, Device::Cpu))
+                .expect_err("a petabyte was allocated");
+            assert!(error.to_string().contains("out of memory"), "{error}");
+            let stats = host_memory::stats();
+            assert_eq!(
+                stats.cached_bytes, 0,
+                "the cache was released first: {stats:?}"
+            );
+        },
+    );
+
+    check(
         "the cache keeps no more than its limit, and releases on demand",
         || {
             host_memory::release_cached();

@@ -3,12 +3,13 @@
 // of going back to the kernel (src/host_memory.rs says why and what it measured).
 //
 // Every block carries a 64-byte header in front of the tensor's bytes, holding its size
-// class (0 for a block below kCachedFrom, which goes straight back to the C library), so
-// one deleter serves every block and libtorch's raw allocation interface works. Blocks of
-// kCachedFrom bytes and more are rounded up to one of eight classes per doubling (at most
-// 12.5% above the request) and, when freed, kept on their class's list while the cached
-// total stays under the limit; above it they are freed. When the C library refuses a block,
-// every cached block is released and the request tried once more.
+// class (0 for a block below kCachedFrom or above kCachedUpTo, which goes straight back to
+// the C library), so one deleter serves every block and libtorch's raw allocation interface
+// works. Blocks between the two bounds are rounded up to one of eight classes per doubling
+// (at most 12.5% above the request) and, when freed, kept on their class's list while the
+// cached total stays under the limit; above it they are freed. When the C library refuses a
+// block, every cached block is released and the request tried once more; then libtorch's
+// out-of-memory error is raised.
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
 #include <c10/util/Exception.h>
@@ -24,6 +25,7 @@ namespace {
 constexpr size_t kAlignment = 64;         // c10's CPU alignment (AVX-512 loads)
 constexpr size_t kHeader = kAlignment;    // keeps the tensor's bytes aligned
 constexpr size_t kCachedFrom = 1u << 16;  // smaller blocks are the C library's to recycle
+constexpr size_t kCachedUpTo = size_t{1} << 40;  // larger requests are not cached (nor real)
 
 // The size class of a request of n bytes (n >= kCachedFrom): eight classes between each
 // power of two and the next.
@@ -88,7 +90,9 @@ void delete_block(void* data) {
 struct CachingHostAllocator final : public c10::Allocator {
   c10::DataPtr allocate(size_t n) override {
     if (n == 0) return {nullptr, nullptr, &delete_block, c10::Device(c10::DeviceType::CPU)};
-    const size_t klass = n >= kCachedFrom ? size_class(n) : 0;
+    TORCH_CHECK_WITH(OutOfMemoryError, n <= SIZE_MAX - kHeader,
+                     "fa's host allocator: a request of ", n, " bytes");
+    const size_t klass = n >= kCachedFrom && n <= kCachedUpTo ? size_class(n) : 0;
     void* base = nullptr;
     if (klass != 0) {
       Cache& c = cache();
@@ -180,7 +184,7 @@ void fa_host_cache_stats(uint64_t* out) {
 
 // The size class of a request (for the tests): n itself below the cached sizes.
 uint64_t fa_host_cache_class(uint64_t n) {
-  return n >= kCachedFrom ? size_class(static_cast<size_t>(n)) : n;
+  return n >= kCachedFrom && n <= kCachedUpTo ? size_class(static_cast<size_t>(n)) : n;
 }
 
 }  // extern "C"
