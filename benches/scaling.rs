@@ -178,7 +178,7 @@ fn knn_ms(device: Device, bank: usize, queries: usize, width: i64) -> f64 {
 }
 
 fn main() {
-    let host = fa_torch::host_memory::retain();
+    let host = fa_torch::host_memory::install();
     let settings = settings();
     println!("host memory: {host}");
     println!(

@@ -146,7 +146,7 @@ fn torch_ms_per_step(settings: &Settings, device: Device) -> Result<f64, String>
 }
 
 fn main() {
-    let host = fa_torch::host_memory::retain();
+    let host = fa_torch::host_memory::install();
     let settings = settings();
     println!("host memory: {host}");
     let device = match parse_device(&settings.device) {

@@ -203,7 +203,7 @@ fn torch_throughput(
 }
 
 fn main() {
-    let host = fa_torch::host_memory::retain();
+    let host = fa_torch::host_memory::install();
     let settings = settings();
     println!("host memory: {host}");
     let device = match parse_device(&settings.device) {

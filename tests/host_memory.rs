@@ -68,7 +68,7 @@ fn main() {
             && std::env::var_os("FA_HOST_CACHE_MIB").is_none(),
         "unset FA_HOST_ALLOC and FA_HOST_CACHE_MIB to run this test"
     );
-    let limit = match host_memory::retain() {
+    let limit = match host_memory::install() {
         HostAllocator::Caching { limit } => *limit,
         other => panic!("the cache was not installed: {other}"),
     };

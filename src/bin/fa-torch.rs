@@ -14,7 +14,7 @@ use fa_torch::train::LogFormat;
 fn main() -> ExitCode {
     fa::exit_quietly_on_closed_pipe();
     // Before any tensor exists: freed tensor memory is reused, not returned to the kernel.
-    fa_torch::host_memory::retain();
+    fa_torch::host_memory::install();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Doctor => commands::doctor(),

@@ -73,7 +73,7 @@ static POLICY: OnceLock<HostAllocator> = OnceLock::new();
 /// Chooses this process's CPU allocator once (later calls return the first answer): fa's
 /// cache unless the environment says otherwise. Call it before the first large tensor
 /// exists; tensors made before keep the allocator they came from.
-pub fn retain() -> &'static HostAllocator {
+pub fn install() -> &'static HostAllocator {
     POLICY.get_or_init(|| {
         let vars: Vec<(String, String)> = std::env::vars().collect();
         match choice(&vars, physical_memory()) {
@@ -87,7 +87,7 @@ pub fn retain() -> &'static HostAllocator {
     })
 }
 
-/// The allocator [`retain`] chose, if it has run.
+/// The allocator [`install`] chose, if it has run.
 pub fn policy() -> Option<&'static HostAllocator> {
     POLICY.get()
 }
@@ -153,7 +153,7 @@ pub fn release_cached() {
 }
 
 /// Sets the most bytes the cache keeps from now on (blocks already kept stay until reused or
-/// released). No effect unless [`retain`] installed the cache.
+/// released). No effect unless [`install`] installed the cache.
 pub fn set_limit(bytes: u64) {
     if matches!(policy(), Some(HostAllocator::Caching { .. })) {
         // SAFETY: a second install only sets the limit.

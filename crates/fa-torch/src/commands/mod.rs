@@ -70,7 +70,7 @@ pub fn doctor() -> Result<Outcome, CommandError> {
     println!("{}", crate::lower::doctor().trim_end());
     println!("{}", crate::dist::doctor());
     let host = crate::host_memory::policy().map_or(
-        "not set (the library's caller did not call host_memory::retain)".to_string(),
+        "not set (the library's caller did not call host_memory::install)".to_string(),
         |p| p.to_string(),
     );
     println!("host memory: {host}");
