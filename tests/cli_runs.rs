@@ -169,6 +169,22 @@ fn knn_column(csv: &str, cell: &str) -> f64 {
         .unwrap_or_else(|| panic!("no kNN value: {line}"))
 }
 
+/// `fa sweep` of `tests/cli/tiny_sweep.fa` into `out` on the CPU, two seeds per cell.
+fn tiny_sweep_args<'a>(out: &'a std::path::Path, root: &'a str) -> Vec<&'a str> {
+    vec![
+        "sweep",
+        "tests/cli/tiny_sweep.fa",
+        "--out",
+        path_text(out),
+        "--data-root",
+        root,
+        "--device",
+        "cpu",
+        "--seeds",
+        "2",
+    ]
+}
+
 /// `--devices cpu,cpu` trains both cells at once in child processes; the runs are the serial
 /// sweep's own (a serial sweep afterwards skips them), with a log each.
 #[test]
@@ -176,18 +192,7 @@ fn a_sweep_over_two_devices_trains_the_cells_at_once_and_a_serial_sweep_skips_th
     let root = fashion_root_flag();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("sweep");
-    let mut args = vec![
-        "sweep",
-        "tests/cli/tiny_sweep.fa",
-        "--out",
-        path_text(&out),
-        "--data-root",
-        &root,
-        "--device",
-        "cpu",
-        "--seeds",
-        "2",
-    ];
+    let mut args = tiny_sweep_args(&out, &root);
     let parallel = expect_code(
         fa(&[args.as_slice(), &["--devices", "cpu,cpu"]].concat()),
         0,
@@ -255,22 +260,8 @@ fn ctrl_c_stops_a_sweep_over_two_devices_with_a_checkpoint_per_running_run() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("sweep");
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_fa"))
-        .args([
-            "sweep",
-            "tests/cli/tiny_sweep.fa",
-            "--out",
-            path_text(&out),
-            "--data-root",
-            &root,
-            "--device",
-            "cpu",
-            "--seeds",
-            "2",
-            "--set",
-            "train.epochs=1000",
-            "--devices",
-            "cpu,cpu",
-        ])
+        .args(tiny_sweep_args(&out, &root))
+        .args(["--set", "train.epochs=1000", "--devices", "cpu,cpu"])
         .current_dir(support::project_root())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
